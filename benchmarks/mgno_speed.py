@@ -1,0 +1,69 @@
+"""Training-step speed of MgNO (Darcy-rough config: 4 layers, width 24, 6 levels).
+
+One step = forward + relative-MSE loss + backward + Adam step, float32, batch 8.
+Prints one JSON line per resolution with the median (and the minimum, which is steadier on
+a shared machine) over ``--steps`` timed steps.
+
+    python benchmarks/mgno_speed.py [--resolutions 64 128] [--batch 8] [--steps 10] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from opnet.models.mgno import MgNO
+
+
+def time_train_step(model: nn.Module, resolution: int, batch: int = 8, steps: int = 10,
+                    warmup: int = 3, seed: int = 0) -> list[float]:
+    """Seconds of each timed fwd + loss + bwd + Adam step on a fixed [batch, 1, r, r] batch."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 1, resolution, resolution, generator=gen)
+    y = torch.randn(batch, 1, resolution, resolution, generator=gen)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-4)
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        pred = model(x)
+        loss = ((pred - y).pow(2).sum(dim=(1, 2, 3)) / y.pow(2).sum(dim=(1, 2, 3))).sum()
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = MgNO(in_channels=1, out_channels=1, width=24, layers=4,
+                 smoothing=[[1, 0]] * 5 + [[2, 0]])
+    params = sum(p.numel() for p in model.parameters())
+    for res in args.resolutions:
+        times = time_train_step(model, res, args.batch, args.steps, args.warmup)
+        sec = statistics.median(times)
+        print(json.dumps({"benchmark": "mgno_train_step", "resolution": res,
+                          "batch": args.batch, "seconds_per_step": round(sec, 4),
+                          "samples_per_second": round(args.batch / sec, 2), "params": params,
+                          "threads": torch.get_num_threads(),
+                          "min_seconds_per_step": round(min(times), 4)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""``python -m data_gen pde=darcy n_train=1000 resolution=64 workers=2 out=data/darcy64``.
+
+A thin Hydra wrapper over :func:`data_gen.generate`; configuration in ``conf/datagen.yaml``
+and ``conf/pde/<name>.yaml``.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from data_gen.runner import generate
+
+
+def run(cfg: DictConfig):
+    pde = OmegaConf.to_container(cfg.pde, resolve=True)
+    if cfg.get("resolution") is not None:
+        pde["resolution"] = int(cfg.resolution)
+    summary = generate(pde, out=cfg.out, n_train=cfg.n_train, n_val=cfg.n_val, n_test=cfg.n_test,
+                       seed=cfg.seed, workers=cfg.workers, chunk_size=cfg.chunk_size,
+                       shard_size=cfg.shard_size, overwrite=cfg.overwrite, progress=cfg.progress)
+    print(summary.table())
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="datagen")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

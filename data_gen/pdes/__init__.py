@@ -1,0 +1,29 @@
+"""Registry of PDE generators: ``name -> module`` (see :mod:`data_gen.pdes.base`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Mapping
+from types import ModuleType
+
+PDES: dict[str, str] = {
+    "darcy": "data_gen.pdes.darcy",
+}
+
+
+def get_pde(name: str) -> ModuleType:
+    """The generator module registered as ``name``."""
+    if name not in PDES:
+        raise KeyError(f"pde '{name}' is not a known generator; choose one of {sorted(PDES)}")
+    return importlib.import_module(PDES[name])
+
+
+def make_config(name: str, params: Mapping[str, object]):
+    """Build the generator's ``Config`` dataclass from plain ``params``, naming bad keys."""
+    config_cls = get_pde(name).Config
+    allowed = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise KeyError(f"pde '{name}': unknown parameter(s) {unknown}; allowed: {sorted(allowed)}")
+    return config_cls(**params)

@@ -1,0 +1,135 @@
+"""OperatorModule: the LightningModule that trains a grid operator (MgNO, ...).
+
+It owns the network, the input/output normalizers (buffers, fitted on the train split),
+the loss, the metrics and the optimiser/schedule. Its hyper-parameters are plain dicts, so
+checkpoints load with ``torch.load(weights_only=True)``; every checkpoint also carries an
+``operator`` block that :func:`opnet.load_operator` needs without Hydra or the dataset.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from opnet import __version__
+from opnet.data.normalizers import GaussianNormalizer
+from opnet.training.losses import get_loss, h1, reduce, rel_l2
+
+OPERATOR_FORMAT = 1
+
+
+def build_model(spec: Mapping[str, Any]) -> nn.Module:
+    """``{"_target_": "opnet.models.mgno.MgNO", **kwargs}`` -> the module."""
+    spec = dict(spec)
+    target = spec.pop("_target_", None)
+    if not isinstance(target, str) or "." not in target:
+        raise ValueError(f"model config needs '_target_' naming a class (got {target!r})")
+    module_name, _, cls_name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"model._target_={target!r} cannot be imported ({err})") from err
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"model._target_={target!r} is not a torch.nn.Module class")
+    return cls(**spec)
+
+
+class OperatorModule(L.LightningModule):
+    """Trains ``model`` on batches ``{"x": [B, C_in, *grid], "y": [B, C_out, *grid]}``.
+
+    model: plain dict with ``_target_`` and the network's keyword arguments.
+    io: the data description of :meth:`GridDataModule.io_spec` (channels, grid,
+        normalizer kinds, fields, provenance).
+    loss: ``"h1"`` or ``"rel_l2"`` on physical (de-normalised) outputs, ``reduction``
+        ``"sum"`` over the batch as the reference code, or ``"mean"``.
+    optimizer: Adam with L2-coupled ``weight_decay``; scheduler ``"onecycle"`` (the MgNO
+        recipe: div_factor, final_div_factor, pct_start, stepped per ``interval``) or
+        ``"none"``.
+    """
+
+    def __init__(self, model: Mapping[str, Any], io: Mapping[str, Any], loss: str = "h1",
+                 reduction: str = "sum", lr: float = 5e-4, weight_decay: float = 1e-4,
+                 scheduler: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(model)
+        self.in_norm = GaussianNormalizer(io["in_normalizer"], io["in_channels"], io["grid"])
+        self.out_norm = GaussianNormalizer(io["out_normalizer"], io["out_channels"], io["grid"])
+        self.loss_fn = get_loss(loss)
+        reduce(torch.zeros(1), reduction)  # validates the name now, not mid-training
+        self.scheduler_cfg = dict(scheduler or {"name": "none"})
+
+    def fit_normalizers(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Fit the input/output statistics on the training arrays."""
+        self.in_norm.fit(x)
+        self.out_norm.fit(y)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Physical inputs ``[B, C_in, *grid]`` -> physical outputs ``[B, C_out, *grid]``."""
+        return self.out_norm.decode(self.model(self.in_norm.encode(x)))
+
+    # -- steps ---------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        pred = self(batch["x"])
+        loss = reduce(self.loss_fn(pred, batch["y"]), self.hparams.reduction)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=len(pred))
+        return loss
+
+    def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:
+        pred, y = self(batch["x"]), batch["y"]
+        metrics = {f"{stage}/rel_l2": rel_l2(pred, y).mean(),
+                   f"{stage}/mse": torch.mean((pred.float() - y.float()) ** 2)}
+        if pred.ndim == 4:
+            metrics[f"{stage}/h1"] = h1(pred, y).mean()
+        self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val", sync_dist=True,
+                      batch_size=len(pred))
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    # -- optimiser -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr,
+                               weight_decay=self.hparams.weight_decay)
+        cfg = dict(self.scheduler_cfg)
+        name = cfg.pop("name", "none")
+        if name == "none":
+            return opt
+        if name != "onecycle":
+            raise ValueError(f"module.scheduler.name='{name}': expected 'onecycle' or 'none'")
+        interval = cfg.pop("interval", "epoch")
+        if interval == "epoch":
+            total = self.trainer.max_epochs
+            if total is None or total < 1:
+                raise ValueError("the onecycle schedule stepped per epoch needs "
+                                 "trainer.max_epochs >= 1")
+        else:
+            total = int(self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=self.hparams.lr, total_steps=total,
+            div_factor=cfg.pop("div_factor", 2.0),
+            final_div_factor=cfg.pop("final_div_factor", 100.0),
+            pct_start=cfg.pop("pct_start", 0.2), **cfg)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": interval}}
+
+    # -- checkpoint ------------------------------------------------------------------------
+    def operator_block(self) -> dict[str, Any]:
+        """What :func:`opnet.load_operator` needs (plain types only)."""
+        spec = dict(self.hparams.model)
+        return {"format_version": OPERATOR_FORMAT, "module": "OperatorModule",
+                "model": spec, "io": dict(self.hparams.io),
+                "loss": self.hparams.loss, "opnet_version": __version__,
+                "torch_version": str(torch.__version__)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["operator"] = self.operator_block()

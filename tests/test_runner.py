@@ -1,0 +1,110 @@
+"""Dataset generation: worker-independent bytes, resume, shards, conflicts, the CLI."""
+
+import re
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+import data_gen.runner as runner
+from data_gen import GenerationError, generate
+from opnet.data import h5
+
+SMALL = {"resolution": 12, "n_train": 7, "n_val": 3, "n_test": 2, "seed": 5, "progress": False}
+
+
+def _arrays(folder):
+    out = {}
+    for split in h5.SPLITS:
+        with h5.open_split(h5.split_path(folder, split)) as f:
+            for key in ("inputs/coeff", "outputs/sol", "meta/global_index"):
+                out[f"{split}/{key}"] = f[key][()]
+    return out
+
+
+def _assert_same_bytes(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes(), key
+
+
+def test_bytes_do_not_depend_on_workers_or_chunks(tmp_path):
+    generate("darcy", out=tmp_path / "w1", workers=1, chunk_size=4, **SMALL)
+    generate("darcy", out=tmp_path / "w2", workers=2, chunk_size=3, **SMALL)
+    _assert_same_bytes(_arrays(tmp_path / "w1"), _arrays(tmp_path / "w2"))
+
+
+def test_seed_and_split_change_the_samples(tmp_path):
+    generate("darcy", out=tmp_path / "a", **SMALL)
+    generate("darcy", out=tmp_path / "b", **{**SMALL, "seed": 6})
+    a, b = _arrays(tmp_path / "a"), _arrays(tmp_path / "b")
+    assert not np.array_equal(a["train/inputs/coeff"], b["train/inputs/coeff"])
+    assert not np.array_equal(a["train/inputs/coeff"][:2], a["val/inputs/coeff"][:2])
+
+
+def test_interrupted_run_resumes_to_identical_bytes(tmp_path, monkeypatch):
+    generate("darcy", out=tmp_path / "ref", chunk_size=2, **SMALL)
+    real, calls = runner._run_chunk, []
+
+    def crash_on_third_chunk(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(runner, "_run_chunk", crash_on_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        generate("darcy", out=tmp_path / "run", chunk_size=2, **SMALL)
+    assert not (tmp_path / "run" / "train.h5").exists()  # nothing looks finished
+    monkeypatch.setattr(runner, "_run_chunk", real)
+    summary = generate("darcy", out=tmp_path / "run", chunk_size=2, **SMALL)
+    assert summary.resumed_chunks == 2
+    assert not (tmp_path / "run" / ".partial").exists()
+    _assert_same_bytes(_arrays(tmp_path / "ref"), _arrays(tmp_path / "run"))
+
+
+def test_rerun_skips_complete_splits_and_other_config_needs_overwrite(tmp_path):
+    generate("darcy", out=tmp_path, **SMALL)
+    again = generate("darcy", out=tmp_path, **SMALL)
+    assert again.skipped_splits == ["train", "val", "test"]
+    with pytest.raises(GenerationError, match=r"train\.h5: exists with another configuration"):
+        generate("darcy", out=tmp_path, **{**SMALL, "seed": 9})
+    generate("darcy", out=tmp_path, overwrite=True, **{**SMALL, "seed": 9})
+    assert h5.read_attrs(tmp_path / "train.h5")["seed"] == 9
+
+
+def test_shards_are_stitched_into_one_virtual_split(tmp_path):
+    generate("darcy", out=tmp_path / "one", **SMALL)
+    generate("darcy", out=tmp_path / "sharded", shard_size=3, **SMALL)
+    assert sorted(p.name for p in (tmp_path / "sharded").glob("train*.h5")) == [
+        "train-00000.h5", "train-00001.h5", "train-00002.h5", "train.h5"]
+    _assert_same_bytes(_arrays(tmp_path / "one"), _arrays(tmp_path / "sharded"))
+
+
+def test_file_records_provenance(tmp_path):
+    generate("darcy", out=tmp_path, **SMALL)
+    with h5py.File(tmp_path / "val.h5") as f:
+        assert f.attrs["pde"] == "darcy" and f.attrs["seed"] == 5 and f.attrs["split"] == "val"
+        assert "resolution: 12" in f.attrs["generator_config"]
+        assert f["inputs/coeff"].shape == (3, 1, 12, 12) and f["inputs/coeff"].dtype == np.float32
+        assert f["inputs/coeff"].chunks == (1, 1, 12, 12)
+        np.testing.assert_array_equal(f["coords/x"][()], np.linspace(0, 1, 12))
+
+
+def test_bad_parameters_are_named(tmp_path):
+    with pytest.raises(KeyError, match="unknown parameter.*'viscosity'"):
+        generate("darcy", out=tmp_path, viscosity=1.0)
+    with pytest.raises(KeyError, match="pde 'heat' is not a known generator"):
+        generate("heat", out=tmp_path)
+
+
+def test_cli_writes_the_dataset_and_a_summary(tmp_path):
+    out = tmp_path / "cli"
+    res = subprocess.run(
+        [sys.executable, "-m", "data_gen", "pde=darcy", "n_train=4", "n_val=2", "n_test=2",
+         "resolution=10", "seed=0", "workers=1", f"out={out}", "progress=false"],
+        capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert re.search(r"train\s+4 samples", res.stdout), res.stdout
+    assert h5.read_fields(out / "test.h5", "outputs", ["sol"]).shape == (2, 1, 10, 10)
