@@ -8,7 +8,7 @@ TensorBoard logs are. A thin Hydra entry over :func:`opnet.training.train`.
 import hydra
 from omegaconf import DictConfig
 
-from opnet.training.train import train
+from opnet.training import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -10,8 +10,8 @@ from conftest import compose_train
 from opnet import load_operator
 from opnet.data import h5
 from opnet.surrogate import CheckpointError
+from opnet.training.job import ConfigError, train
 from opnet.training.module import OperatorModule
-from opnet.training.train import ConfigError, train
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +140,32 @@ def test_bad_checkpoints_are_named(trained, tmp_path):
         load_operator(tmp_path / "foreign.ckpt")
     with pytest.raises(CheckpointError, match="holds a opnet.models.mgno.MgNO model, not"):
         load_operator(out / "checkpoints" / "last.ckpt", model="opnet.models.deeponet.DeepONet")
+
+
+def test_surrogate_accepts_another_grid_unless_pointwise(trained):
+    """Scalar normalizers keep the operator grid-free: a 31x31 field gives a finite 31x31
+    answer (its accuracy there is not claimed: MgNO's 3x3 stencils are in grid units)."""
+    out, _ = trained
+    surrogate = load_operator(out / "checkpoints" / "last.ckpt")
+    pred = surrogate.predict(np.full((2, 31, 31), 3.0, dtype=np.float32))
+    assert pred.shape == (2, 31, 31) and np.isfinite(pred).all()
+    surrogate.in_norm.kind = "pointwise"
+    with pytest.raises(ValueError, match=r"grid \(31, 31\) differs from the training grid"):
+        surrogate.predict(np.ones((31, 31), dtype=np.float32))
+
+
+def test_train_py_entry_point_runs(darcy16, tmp_path):
+    """The README's command through Hydra's main (one batch of each stage)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        [sys.executable, str(root / "train.py"), "debug=fdr", f"data.data_dir={darcy16}",
+         "data.generate=null", "model.width=8", "model.layers=1",
+         "model.smoothing=[[1,0],[1,0]]", f"paths.output_root={tmp_path}"],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "test/rel_l2" in res.stdout
+    assert list(tmp_path.glob("mgno_darcy32/*/metrics.json"))

@@ -9,7 +9,9 @@ where everything is.
 from __future__ import annotations
 
 import json
+import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +48,29 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(c, _convert_="all") for c in group.values() if c and "_target_" in c]
 
 
+# Lightning notices that do not apply to opnet runs (one-cycle per epoch is the MgNO recipe).
+_QUIET = [r".*OneCycleLR. scheduler is using 'interval': 'epoch'.*",
+          r".*isinstance\(treespec, LeafSpec\).*", r".*does not have many workers.*",
+          r".*smaller than the logging interval.*"]
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Tip:" in message or "already configured with model summary" in message)
+
+
+def _quiet_lightning() -> None:
+    for pattern in _QUIET:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropTips())
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run the job described by ``cfg``; returns the final test metrics."""
     t0 = time.perf_counter()
+    _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,10 +127,11 @@ def _print_summary(summary: dict[str, Any], loggers: list[Any]) -> None:
         table.add_row(key, f"{value:.4g}")
     table.add_row("parameters", f"{summary['params']:,}")
     table.add_row("wall time", f"{summary['seconds']:.0f} s ({summary['epochs']} epochs)")
-    table.add_row("best checkpoint", str(summary["best_checkpoint"]))
-    table.add_row("last checkpoint", str(summary["last_checkpoint"]))
-    for logger in loggers:
-        if hasattr(logger, "log_dir"):
-            table.add_row("tensorboard", f"tensorboard --logdir {logger.log_dir}")
-    table.add_row("metrics", str(Path(summary["output_dir"]) / "metrics.json"))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    lines = [f"best checkpoint: {summary['best_checkpoint']}",
+             f"last checkpoint: {summary['last_checkpoint']}",
+             f"metrics:         {Path(summary['output_dir']) / 'metrics.json'}"]
+    lines += [f"tensorboard:     tensorboard --logdir {logger.log_dir}"
+              for logger in loggers if hasattr(logger, "log_dir")]
+    console.print("\n".join(lines), soft_wrap=True, highlight=False)
