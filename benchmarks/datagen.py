@@ -16,7 +16,7 @@ import time
 
 from data_gen import generate
 
-SAMPLES = {64: 200, 128: 64, 256: 16, 421: 8}
+SAMPLES = {64: 400, 128: 128, 256: 32, 421: 16}
 
 
 def main() -> None:

@@ -169,3 +169,13 @@ def test_train_py_entry_point_runs(darcy16, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "test/rel_l2" in res.stdout
     assert list(tmp_path.glob("mgno_darcy32/*/metrics.json"))
+
+
+@pytest.mark.parametrize("experiment", sorted(
+    p.stem for p in (__import__("pathlib").Path(__file__).parents[1] / "conf" / "experiment")
+    .glob("*.yaml")))
+def test_every_experiment_composes_and_runs_one_batch(experiment, tiny_overrides, tmp_path):
+    data_and_model = [o for o in tiny_overrides if not o.startswith("~callbacks")]
+    cfg = compose_train(f"experiment={experiment}", "debug=fdr", *data_and_model,
+                        f"paths.output_dir={tmp_path}")
+    assert np.isfinite(train(cfg)["test/rel_l2"])
