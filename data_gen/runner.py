@@ -11,6 +11,7 @@ assembled into ``<split>.h5`` (written as ``.tmp`` then renamed) and the parts r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing as mp
 import os
@@ -209,17 +210,28 @@ def _run_all(todo, pde, params, seed, partial, workers, progress, sizes) -> None
             for split, a, b in todo:
                 done(*_run_chunk(pde, params, seed, split, a, b))
             return
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_limit_threads) as pool:
+        with _single_threaded_children(), ProcessPoolExecutor(
+                max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
             futures = [pool.submit(_run_chunk, pde, params, seed, s, a, b) for s, a, b in todo]
             for fut in as_completed(futures):
                 done(*fut.result())
 
 
-def _limit_threads() -> None:
-    """Workers each use one BLAS/OpenMP thread: parallelism comes from the pool."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
+@contextlib.contextmanager
+def _single_threaded_children():
+    """Spawned workers start with one BLAS/OpenMP thread each (set before they import
+    numpy): the parallelism comes from the pool, not from oversubscribed threads."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update({k: "1" for k in names})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _assemble(out, partial, split, n, chunk_size, shard_size, pde, cfg, attrs) -> list[Path]:
