@@ -27,6 +27,16 @@ def darcy16(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def darcy64_tiny(tmp_path_factory) -> Path:
+    """64x64 Darcy with 8/4/4 samples: paper-size networks fit it (6 levels)."""
+    from data_gen import generate
+
+    out = tmp_path_factory.mktemp("data64") / "darcy64"
+    generate("darcy", out=out, resolution=64, n_train=8, n_val=4, n_test=4, progress=False)
+    return out
+
+
 def compose_train(*overrides: str) -> DictConfig:
     """``conf/train.yaml`` composed with ``overrides``, as ``python train.py`` would."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -5,9 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from opnet.models.mgno import MgConv, MgNO, parse_smoothing
+from opnet.models.mgno import (
+    HELMHOLTZ,
+    HELMHOLTZ_OFFICIAL,
+    NS2_OFFICIAL,
+    MgConv,
+    MgNO,
+    parse_smoothing,
+)
 
 DARCY = [[1, 0]] * 5 + [[2, 0]]  # `--num_iteration 10 10 10 10 10 20`
+# Small NS / Helmholtz models with the official structure, for the fast behavioural tests.
+NS_SMALL = {**NS2_OFFICIAL, "width": 6, "layers": 2, "smoothing": [[1, 0], [1, 1], [2, 0]],
+            "norm_resolution": [16, 16]}
+HELM_SMALL = {**HELMHOLTZ_OFFICIAL, "width": 3, "layers": 2, "norm_resolution": [101, 101]}
 
 
 @pytest.fixture(autouse=True)
@@ -108,6 +119,14 @@ def test_mgconv_with_bias_is_affine_not_linear():
         assert conv(torch.zeros(1, 1, 8, 8)).abs().max() > 0
 
 
+def shifted_pair(model: torch.nn.Module, x: torch.Tensor,
+                 shift: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(model(roll(x)), roll(model(x))), rolled over the last two dims."""
+    dims = (-2, -1)
+    with torch.no_grad():
+        return model(torch.roll(x, shift, dims)), torch.roll(model(x), shift, dims)
+
+
 @pytest.mark.parametrize("kernels", [None, [3, 4, 3]])
 def test_circular_padding_is_translation_equivariant(kernels):
     """Periodic grid, 4 levels: shifting the input by multiples of 2**3 shifts the output.
@@ -118,19 +137,29 @@ def test_circular_padding_is_translation_equivariant(kernels):
     torch.manual_seed(0)
     smoothing = [[1, 0], [1, 1], [1, 0], [2, 0]]
     x = torch.randn(2, 1, 32, 24)
-    shift, dims = (8, 16), (-2, -1)
     model = MgNO(width=6, layers=2, smoothing=smoothing, padding="circular",
                  prolongation_kernels=kernels)
-    with torch.no_grad():
-        shifted_out = model(torch.roll(x, shift, dims))
-        out_shifted = torch.roll(model(x), shift, dims)
-    assert torch.allclose(shifted_out, out_shifted, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(*shifted_pair(model, x, (8, 16)), atol=1e-5, rtol=1e-4)
 
     zeros = MgNO(width=6, layers=2, smoothing=smoothing, padding="zeros",
                  prolongation_kernels=kernels)
-    with torch.no_grad():
-        gap = (zeros(torch.roll(x, shift, dims)) - torch.roll(zeros(x), shift, dims)).abs()
-    assert gap.max() > 1e-3
+    shifted_out, out_shifted = shifted_pair(zeros, x, (8, 16))
+    assert (shifted_out - out_shifted).abs().max() > 1e-3
+
+
+def test_ns_without_level_norm_is_translation_equivariant():
+    """NS structure (biased A/S, no branch, residual) on a periodic 32x24 grid, shifts by 2**2.
+
+    Biases are constant in space and the transposed convs wrap, so u_{t+1} commutes with
+    translations; the official zero-padded transposed convs (wrap_prolongation=False) do not.
+    """
+    torch.manual_seed(0)
+    kwargs = {**NS_SMALL, "level_norm": False, "norm_resolution": None}
+    x = torch.randn(2, 1, 32, 24)
+    model = MgNO(**{**kwargs, "wrap_prolongation": True})
+    assert torch.allclose(*shifted_pair(model, x, (4, 12)), atol=1e-5, rtol=1e-4)
+    shifted_out, out_shifted = shifted_pair(MgNO(**kwargs), x, (4, 12))
+    assert (shifted_out - out_shifted).abs().max() > 1e-3
 
 
 def test_bf16_autocast_forward_backward_is_finite():
@@ -171,5 +200,151 @@ def test_state_dict_round_trip_rebuilds_the_same_function():
     a, b = MgNO(**kwargs), MgNO(**kwargs)
     b.load_state_dict(a.state_dict())
     x = torch.randn(1, 1, 20, 20)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+
+
+def test_full_v_cycle_matches_its_definition():
+    """smoothing [[1, 1], [2, 0]]: down (init, R/Pi, 2 pre-steps), up (ConvT, 1 post-step)."""
+    torch.manual_seed(0)
+    conv = MgConv(2, 5, [[1, 1], [2, 0]], padding="zeros", bias=True)
+    f = torch.randn(3, 2, 12, 10)
+    with torch.no_grad():
+        u0 = conv.init(f)
+        f1, u1 = conv.restrict_f[0](f), conv.restrict_u[0](u0)
+        for step in conv.pre[1]:
+            u1 = u1 + step.S(f1 - step.A(u1))
+        u0 = u0 + torch.nn.functional.conv_transpose2d(u1, conv.prolong[0].weight, stride=2,
+                                                       padding=1)
+        post = conv.post[0][0]
+        expected = u0 + post.S(f - post.A(u0))
+        assert len(conv.pre[1]) == 2 and len(conv.post[0]) == 1
+        assert torch.allclose(conv(f), expected, atol=1e-6)
+
+
+def test_ns2_parameter_count_matches_official():
+    """MgNO_NS, NS2 flags: 2,885,194 with --bias, 2,883,300 without (1,894 A/S biases).
+
+    The per-level LayerNorm([32, 64/2^j, 64/2^j]) affine, j = 0..3, is 2*32*5440 = 348,160
+    per layer, 1,740,800 in all.
+    """
+    model = MgNO(**NS2_OFFICIAL)
+    assert n_params(model) == 2_885_194
+    assert n_params(MgNO(**{**NS2_OFFICIAL, "mg_bias": False})) == 2_883_300
+    assert sum(n_params(m.level_norms) for m in model.mg) == 1_740_800
+    assert model.local is None and model.norms is None
+
+
+def test_helmholtz_parameter_count_matches_official():
+    """MgNO_helm, `4 layers, width 20, 1 1 1 1 2`: 5,351,806.
+
+    1,632,160 = 4 x LayerNorm([20, 101, 101]) affine; 11,241 = the first A of each of the five
+    cycles, which MgConv_helm builds but never uses (20*1*9+1 + 3*(20*20*9+20) + 1*20*9+20).
+    """
+    model = MgNO(**HELMHOLTZ_OFFICIAL)
+    assert n_params(model) == 5_351_806
+    assert n_params(model.norms) == 1_632_160
+    dead = [m.init_A for m in [*model.mg, model.head]]
+    assert sum(n_params(a) for a in dead) == 11_241
+    assert not any(p.requires_grad for a in dead for p in a.parameters())
+    assert n_params(MgNO(**HELMHOLTZ)) == 5_351_806 - 1_632_160 - 11_241 + 4 * 2 * 20
+
+
+def test_helmholtz_levels_and_output_shape():
+    """Unpadded restriction 101 -> 50 -> 24 -> 11 -> 5, ConvT kernels 3, 4, 4, 3 back to 101."""
+    model = MgNO(**HELM_SMALL)
+    assert model.mg[0].level_sizes(101, 101) == [(101, 101), (50, 50), (24, 24), (11, 11),
+                                                 (5, 5)]
+    channels = [m.weight.shape[:2] for m in model.mg[1].prolong]  # ConvT: [C_in, C_out, k, k]
+    assert channels == [(6, 3), (9, 6), (12, 9), (15, 12)]  # width 3 x (j + 2) -> x (j + 1)
+    assert [m.weight.shape[-1] for m in model.mg[1].prolong] == [3, 4, 4, 3]
+    assert [m.weight.shape[:2] for m in model.head.restrict_u] == [(2, 1), (3, 2), (4, 3),
+                                                                   (5, 4)]
+    x = torch.randn(2, 1, 101, 101)
+    assert model(x).shape == (2, 1, 101, 101)
+
+
+def test_helmholtz_with_group_norm_runs_on_other_grids():
+    """GroupNorm(1, C) has no per-pixel weights: the same model runs on 101x101 and 63x80."""
+    model = MgNO(**{**HELMHOLTZ, "width": 3, "layers": 1})
+    for shape in [(101, 101), (63, 80)]:
+        assert model(torch.randn(1, 1, *shape)).shape == (1, 1, *shape)
+
+
+@pytest.mark.parametrize("kwargs", [NS_SMALL, HELM_SMALL], ids=["ns_level_norm", "helm_layer"])
+def test_per_pixel_norms_reject_another_grid(kwargs):
+    """LayerNorm weights of shape [C, H, W] only fit norm_resolution: a clear ValueError."""
+    model = MgNO(**kwargs)
+    h, w = kwargs["norm_resolution"]
+    with pytest.raises(ValueError, match=rf"grid {h + 2}x{w}.*norm_resolution={h}x{w}"):
+        model(torch.randn(1, kwargs["in_channels"], h + 2, w))
+    with pytest.raises(ValueError, match="norm_resolution"):
+        MgNO(**{**kwargs, "norm_resolution": None})
+
+
+def test_level_norm_mgconv_alone_rejects_another_grid():
+    conv = MgConv(1, 4, [[1, 0], [1, 0]], level_norm=True, norm_resolution=8)
+    assert conv(torch.randn(1, 1, 8, 8)).shape == (1, 4, 8, 8)
+    with pytest.raises(ValueError, match=r"input grid 16x16 differs from norm_resolution=8x8"):
+        conv(torch.randn(1, 1, 16, 16))
+
+
+def test_ns_residual_returns_the_input_when_the_head_is_zero():
+    """u_{t+1} = u_t + N(u_t): a zero head makes N = 0, so the output is u_t exactly."""
+    torch.manual_seed(0)
+    model = MgNO(**NS_SMALL)
+    torch.nn.init.zeros_(model.head.weight)
+    x = torch.randn(3, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)
+
+
+def test_residual_adds_the_last_input_channels():
+    """in_channels=3 (a history), out_channels=1: the skip is the latest frame x[:, -1:]."""
+    model = MgNO(in_channels=3, out_channels=1, width=4, layers=1, smoothing=[[1, 0], [1, 0]],
+                 branch=False, residual=True)
+    torch.nn.init.zeros_(model.head.weight)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), x[:, -1:])
+    with pytest.raises(ValueError, match="residual"):
+        MgNO(in_channels=1, out_channels=2, residual=True)
+
+
+def test_variant_arguments_are_checked():
+    with pytest.raises(ValueError, match="norm="):
+        MgNO(norm="batch")
+    with pytest.raises(ValueError, match="head="):
+        MgNO(head="mlp")
+    with pytest.raises(ValueError, match="channel_multipliers"):
+        MgNO(smoothing=[1, 1, 2], channel_multipliers=[2, 2, 3])
+    with pytest.raises(ValueError, match="restrict_padding"):
+        MgNO(restrict_padding=2)
+    with pytest.raises(ValueError, match=r"2\*\*levels - 1"):
+        MgNO(smoothing=[1, 1, 1], restrict_padding=0)(torch.randn(1, 1, 6, 6))
+
+
+@pytest.mark.parametrize("kwargs", [NS_SMALL, HELM_SMALL, {**HELMHOLTZ, "width": 3}],
+                         ids=["ns", "helm_official", "helm_group"])
+def test_variants_bf16_autocast_forward_backward_is_finite(kwargs):
+    torch.manual_seed(0)
+    model = MgNO(**{**kwargs, "layers": 1})
+    h, w = kwargs["norm_resolution"] or (51, 60)
+    x = torch.randn(2, 1, h, w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = model(x)
+        loss = y.float().pow(2).mean()
+    loss.backward()
+    assert y.shape == (2, 1, h, w) and torch.isfinite(y.float()).all()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("kwargs", [NS_SMALL, HELM_SMALL], ids=["ns", "helm"])
+def test_variants_state_dict_round_trip(kwargs):
+    """kwargs (plain values only) + state_dict rebuild the NS / Helmholtz model."""
+    a, b = MgNO(**kwargs), MgNO(**kwargs)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(1, 1, *kwargs["norm_resolution"])
     with torch.no_grad():
         assert torch.equal(a(x), b(x))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 MODELS: dict[str, str] = {
     "mgno": "opnet.models.mgno.MgNO",
+    "fno": "opnet.models.fno.FNO2d",
 }
 
 
