@@ -1,6 +1,7 @@
 """Training end to end: Hydra config -> Lightning fit/test -> checkpoint -> surrogate."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,9 +186,21 @@ def test_train_py_entry_point_runs(darcy16, tmp_path):
     assert list(tmp_path.glob("mgno_darcy32/*/metrics.json"))
 
 
-@pytest.mark.parametrize("experiment", sorted(
-    p.stem for p in (__import__("pathlib").Path(__file__).parents[1] / "conf" / "experiment")
-    .glob("*.yaml")))
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment")
+                     .glob("*.yaml"))
+# Their generators come with the PDE-generator issue; until then they must say so.
+AWAITING_DATA = {"mgno_darcy_multiscale", "mgno_helmholtz", "mgno_navier_stokes"}
+
+
+@pytest.mark.parametrize("experiment", sorted(AWAITING_DATA))
+def test_experiments_without_a_generator_say_what_is_missing(experiment, tmp_path):
+    cfg = compose_train(f"experiment={experiment}", "debug=fdr", f"paths.data_dir={tmp_path}",
+                        f"paths.output_dir={tmp_path / 'run'}")
+    with pytest.raises(h5.DatasetError, match="lacks train.h5.*not in opnet yet"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e not in AWAITING_DATA])
 def test_every_experiment_composes_and_runs_one_batch(experiment, darcy64_tiny, tmp_path):
     """Each experiment's own network and recipe, one batch, on a small 64x64 set."""
     cfg = compose_train(f"experiment={experiment}", "debug=fdr", f"data.data_dir={darcy64_tiny}",

@@ -44,7 +44,8 @@ class GridDataModule(L.LightningDataModule):
     """Train/val/test splits of a dataset folder (``train.h5``, ``val.h5``, ``test.h5``).
 
     ``stride`` subsamples every grid axis (``::stride``). ``n_train``/``n_val``/``n_test``
-    use the first samples of a split. When the folder lacks its files and ``generate``
+    use the first samples of a split. ``missing_hint`` is added to the error raised when
+    the files are missing and cannot be generated. When the folder lacks its files and ``generate``
     (``{"pde": {...}, "n_train": .., "seed": .., ...}``, the arguments of
     :func:`data_gen.generate`) is given, the data is generated in :meth:`prepare_data`.
     """
@@ -54,7 +55,8 @@ class GridDataModule(L.LightningDataModule):
                  eval_batch_size: int | None = None, num_workers: int = 0,
                  in_normalizer: str = "scalar", out_normalizer: str = "scalar",
                  n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
-                 generate: Mapping | None = None, name: str | None = None) -> None:
+                 generate: Mapping | None = None, name: str | None = None,
+                 missing_hint: str | None = None) -> None:
         super().__init__()
         if stride < 1:
             raise ValueError(f"data.stride={stride}: expected a positive integer")
@@ -66,6 +68,7 @@ class GridDataModule(L.LightningDataModule):
         self.in_normalizer, self.out_normalizer = in_normalizer, out_normalizer
         self.limits = {"train": n_train, "val": n_val, "test": n_test}
         self.generate = dict(generate) if generate else None
+        self.missing_hint = missing_hint
         self.splits: dict[str, GridDataset] = {}
 
     # -- files -------------------------------------------------------------------------
@@ -91,7 +94,8 @@ class GridDataModule(L.LightningDataModule):
             raise DatasetError(
                 f"{self.data_dir}: dataset folder lacks {', '.join(s + '.h5' for s in missing)} "
                 "and the data config has no 'generate' block to make it; create it with "
-                f"`python -m data_gen pde=<name> out={self.data_dir}` or set data.data_dir")
+                f"`python -m data_gen pde=<name> out={self.data_dir}` or set data.data_dir"
+                + (f". {self.missing_hint}" if self.missing_hint else ""))
 
     def setup(self, stage: str | None = None) -> None:
         """Load the splits needed for ``stage`` into memory (train always: it defines the
