@@ -30,7 +30,8 @@ def time_train_step(model: nn.Module, resolution: int, batch: int = 8, steps: in
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 1, resolution, resolution, generator=gen).to(device)
     y = torch.randn(batch, 1, resolution, resolution, generator=gen).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-4)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-4,
+                           weight_decay=1e-4)
     autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
                               enabled=precision == "bf16")
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)

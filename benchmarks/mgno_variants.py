@@ -20,11 +20,11 @@ import json
 import multiprocessing as mp
 import resource
 import statistics
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+from mgno_speed import time_train_step  # the one timed-step loop (benchmarks/ is on sys.path)
 
 from opnet.models.mgno import DARCY_SMOOTHING, HELMHOLTZ, HELMHOLTZ_OFFICIAL, NS2_OFFICIAL, MgNO
 
@@ -53,29 +53,11 @@ def run_case(variant: str, resolution: int, batch: int, steps: int, warmup: int,
         kwargs["norm_resolution"] = [resolution, resolution]
     model = MgNO(**kwargs).to(dev)
     params = sum(p.numel() for p in model.parameters())
-    x = torch.randn(batch, 1, resolution, resolution, device=dev)
-    y = torch.randn(batch, 1, resolution, resolution, device=dev)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     if cuda:
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
-    times = []
-    for i in range(warmup + steps):
-        if cuda:
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            pred = model(x)
-        pred = pred.float()
-        loss = ((pred - y).pow(2).sum(dim=(1, 2, 3)) / y.pow(2).sum(dim=(1, 2, 3))).sum()
-        loss.backward()
-        opt.step()
-        if cuda:
-            torch.cuda.synchronize(dev)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
+    times = time_train_step(model, resolution, batch, steps, warmup, device=device,
+                            precision=precision)
     if cuda:
         peak_mb, method = torch.cuda.max_memory_allocated(dev) / 2**20, "cuda_max_allocated"
     else:
