@@ -60,11 +60,15 @@ class _DropTips(logging.Filter):
         return not ("Tip:" in message or "already configured with model summary" in message)
 
 
+_DROP_TIPS = _DropTips()
+
+
 def _quiet_lightning() -> None:
+    """Idempotent: one filter object, which ``addFilter`` adds only once per logger."""
     for pattern in _QUIET:
         warnings.filterwarnings("ignore", message=pattern)
     for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(_DropTips())
+        logging.getLogger(name).addFilter(_DROP_TIPS)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
