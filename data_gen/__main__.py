@@ -1,5 +1,8 @@
 """``python -m data_gen pde=darcy n_train=1000 resolution=64 workers=2 out=data/darcy64``.
 
+On n machines: ``... shard=i num_shards=n`` on machine i (same ``out``), then
+``python -m data_gen.merge <out>``.
+
 A thin Hydra wrapper over :func:`data_gen.generate`; configuration in ``conf/datagen.yaml``
 and ``conf/pde/<name>.yaml``.
 """
@@ -15,10 +18,14 @@ from data_gen.runner import generate
 def run(cfg: DictConfig):
     pde = OmegaConf.to_container(cfg.pde, resolve=True)
     if cfg.get("resolution") is not None:
+        if "resolution" not in pde:
+            raise KeyError(f"resolution={cfg.resolution}: pde '{pde['name']}' has no resolution "
+                           f"parameter (its parameters: {sorted(k for k in pde if k != 'name')})")
         pde["resolution"] = int(cfg.resolution)
     summary = generate(pde, out=cfg.out, n_train=cfg.n_train, n_val=cfg.n_val, n_test=cfg.n_test,
                        seed=cfg.seed, workers=cfg.workers, chunk_size=cfg.chunk_size,
-                       shard_size=cfg.shard_size, overwrite=cfg.overwrite, progress=cfg.progress)
+                       shard_size=cfg.shard_size, shard=cfg.shard, num_shards=cfg.num_shards,
+                       overwrite=cfg.overwrite, progress=cfg.progress)
     print(summary.table())
     return summary
 

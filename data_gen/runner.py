@@ -7,6 +7,11 @@ do not depend on the number of workers, the chunk size, shards or restarts.
 Each finished chunk is saved at once (atomically) under ``<out>/.partial/<split>/``; a
 rerun of the same command skips those chunks. When a split is complete its chunks are
 assembled into ``<split>.h5`` (written as ``.tmp`` then renamed) and the parts removed.
+
+Across machines: ``generate(..., shard=i, num_shards=n)`` writes only shard ``i`` of every
+split (``<split>-0000i.h5``, its own resumable ``.partial-shard0000i/``); once every shard is
+there, :func:`merge` stitches them into the virtual ``<split>.h5``. Every sample is checked
+for NaN/Inf before anything is written.
 """
 
 from __future__ import annotations
@@ -45,12 +50,18 @@ class GenerationSummary:
     seconds: float
     resumed_chunks: int = 0
     skipped_splits: list[str] = dataclasses.field(default_factory=list)
+    shard: int | None = None
+    num_shards: int = 1
 
     def table(self) -> str:
         lines = [f"dataset {self.out}  ({self.seconds:.1f} s)"]
+        if self.shard is not None:
+            lines[0] += (f"  shard {self.shard} of {self.num_shards}: when all are done, run "
+                         f"python -m data_gen.merge {self.out}")
         for split, files in self.files.items():
             status = " (already complete)" if split in self.skipped_splits else ""
-            lines.append(f"  {split:<5} {self.samples[split]:>7} samples  {files[0]}{status}"
+            of = "" if self.shard is None else " in the split"
+            lines.append(f"  {split:<5} {self.samples[split]:>7} samples{of}  {files[0]}{status}"
                          + (f" + {len(files) - 1} shards" if len(files) > 1 else ""))
         if self.resumed_chunks:
             lines.append(f"  resumed {self.resumed_chunks} chunk(s) from an interrupted run")
@@ -67,8 +78,23 @@ def sample_rngs(seed: int, split: str, start: int, stop: int) -> list[np.random.
 def _run_chunk(name: str, params: dict, seed: int, split: str, start: int, stop: int):
     module = get_pde(name)
     cfg = make_config(name, params)
-    fields = module.sample(cfg, sample_rngs(seed, split, start, stop))
-    return split, start, stop, _flatten(fields)
+    where = f"pde '{name}', {split} samples {start}..{stop - 1} (seed {seed})"
+    try:
+        fields = module.sample(cfg, sample_rngs(seed, split, start, stop))
+    except (FloatingPointError, ArithmeticError, np.linalg.LinAlgError) as err:
+        raise GenerationError(f"{where}: the solver failed: {err}") from err
+    arrays = _flatten(fields)
+    for key, value in arrays.items():
+        if len(value) != stop - start:
+            raise GenerationError(f"{where}: '{key}' has {len(value)} samples, expected "
+                                  f"{stop - start}")
+        if value.dtype.kind in "fc":
+            bad = ~np.isfinite(value.reshape(len(value), -1)).all(axis=1)
+            if bad.any():
+                raise GenerationError(
+                    f"{where}: '{key}' of sample(s) {(start + np.flatnonzero(bad)).tolist()} "
+                    "is not finite (NaN/Inf); nothing was written for this chunk")
+    return split, start, stop, arrays
 
 
 def _flatten(fields: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -76,13 +102,21 @@ def _flatten(fields: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.nda
             for group, named in fields.items() for name, arr in named.items()}
 
 
-def _chunks(n: int, chunk: int, shard: int) -> list[tuple[int, int]]:
-    """Chunk boundaries, never crossing a shard boundary."""
-    bounds = []
-    for s0 in range(0, n, shard):
-        s1 = min(n, s0 + shard)
-        bounds += [(a, min(s1, a + chunk)) for a in range(s0, s1, chunk)]
-    return bounds
+def shard_ranges(n: int, shard_size: int = 0, num_shards: int = 1) -> list[tuple[int, int]]:
+    """Sample ranges of the shard files of an ``n``-sample split: ``num_shards`` > 1 gives
+    that many near-equal contiguous ranges (for machines), else ``shard_size`` > 0 ranges of
+    that size, else one range (no shards)."""
+    if num_shards > 1:
+        edges = [n * k // num_shards for k in range(num_shards + 1)]
+        return list(zip(edges[:-1], edges[1:], strict=True))
+    if 0 < shard_size < n:
+        return [(a, min(n, a + shard_size)) for a in range(0, n, shard_size)]
+    return [(0, n)]
+
+
+def _chunks(ranges: list[tuple[int, int]], chunk: int) -> list[tuple[int, int]]:
+    """Chunk boundaries inside each shard range (never crossing a shard boundary)."""
+    return [(a, min(s1, a + chunk)) for s0, s1 in ranges for a in range(s0, s1, chunk)]
 
 
 def _part_path(partial: Path, split: str, start: int, stop: int) -> Path:
@@ -104,6 +138,7 @@ def _load_part(path: Path) -> dict[str, np.ndarray]:
 def generate(pde: str | Mapping[str, object] = "darcy", out: str | os.PathLike = "data/darcy",
              n_train: int = 1000, n_val: int = 100, n_test: int = 100, seed: int = 0,
              workers: int = 1, chunk_size: int = 16, shard_size: int = 0,
+             shard: int | None = None, num_shards: int = 1,
              overwrite: bool = False, progress: bool = True,
              **params: object) -> GenerationSummary:
     """Generate train/val/test HDF5 files for ``pde`` into the folder ``out``.
@@ -111,6 +146,9 @@ def generate(pde: str | Mapping[str, object] = "darcy", out: str | os.PathLike =
     ``pde`` is a generator name (its parameters as keyword arguments) or a mapping
     ``{"name": ..., **parameters}`` as in ``conf/pde/<name>.yaml``. ``shard_size > 0``
     splits larger splits into shard files joined by a virtual ``<split>.h5``.
+    ``num_shards = n`` cuts every split into ``n`` shard files; with ``shard = i`` only shard
+    ``i`` is generated (one machine of ``n``; run :func:`merge` once all are done), without
+    it all ``n`` are generated and stitched here.
     Rerunning an interrupted call resumes it; a finished split with the same
     configuration is left as it is; a different configuration needs ``overwrite=True``.
     """
@@ -121,35 +159,54 @@ def generate(pde: str | Mapping[str, object] = "darcy", out: str | os.PathLike =
     params = dataclasses.asdict(cfg)
     sizes = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
     for key, value, least in [*((f"n_{s}", n, 0) for s, n in sizes.items()),
-                              ("workers", workers, 1), ("chunk_size", chunk_size, 1)]:
+                              ("workers", workers, 1), ("chunk_size", chunk_size, 1),
+                              ("shard_size", shard_size, 0), ("num_shards", num_shards, 1)]:
         if int(value) < least:
             raise ValueError(f"{key}={value}: expected an integer >= {least}")
+    num_shards = int(num_shards)
+    if shard is not None and not 0 <= int(shard) < num_shards:
+        raise ValueError(f"shard={shard}: expected 0 <= shard < num_shards={num_shards}")
+    if num_shards > 1 and shard_size:
+        raise ValueError("give either shard_size (a single machine) or num_shards "
+                         f"(machines), not both (shard_size={shard_size}, "
+                         f"num_shards={num_shards})")
     out = Path(out)
     identity = {"pde": pde, "params": params, "seed": int(seed), "sizes": sizes,
-                "chunk_size": int(chunk_size), "shard_size": int(shard_size)}
+                "chunk_size": int(chunk_size), "shard_size": int(shard_size),
+                "num_shards": num_shards, "shard": shard}
     generator_config = yaml.safe_dump({"name": pde, **params}, sort_keys=True)
     t0 = time.perf_counter()
 
-    partial = out / ".partial"
+    partial = out / (".partial" if shard is None else f".partial-shard{int(shard):05d}")
     if overwrite and out.exists():
+        mine = "*" if shard is None else f"*-{int(shard):05d}"
         for split in SPLIT_IDS:
-            for f in out.glob(f"{split}*.h5"):
-                f.unlink()
+            for f in {*out.glob(f"{split}{mine}.h5"), *out.glob(f"{split}.h5")}:
+                f.unlink(missing_ok=True)
         shutil.rmtree(partial, ignore_errors=True)
     _check_partial(partial, identity)
 
+    layout: dict[str, list[tuple[int, int, Path]]] = {}  # split -> this run's shard files
     todo: list[tuple[str, int, int]] = []
     skipped, resumed = [], 0
     for split, n in sizes.items():
-        final = h5.split_path(out, split)
-        if final.exists() and _matches(final, pde, generator_config, seed, n):
+        ranges = shard_ranges(n, int(shard_size), num_shards)
+        files = [(a, b, out / (f"{split}-{k:05d}.h5" if len(ranges) > 1 else f"{split}.h5"))
+                 for k, (a, b) in enumerate(ranges)]
+        if shard is not None:
+            files = [files[int(shard)]]
+        layout[split] = files
+        whole = h5.split_path(out, split)
+        if shard is None and whole.exists() and _matches(whole, pde, generator_config, seed,
+                                                         n, 0, n):
             skipped.append(split)
             continue
-        if final.exists():
-            raise GenerationError(
-                f"{final}: exists with another configuration (pde, parameters, seed or size "
-                "differ); pass overwrite=true or choose another out folder")
-        for a, b in _chunks(n, chunk_size, shard_size if shard_size > 0 else max(n, 1)):
+        for a, b, path in files:
+            if path.exists() and not _matches(path, pde, generator_config, seed, n, a, b):
+                raise GenerationError(
+                    f"{path}: exists with another configuration (pde, parameters, seed or "
+                    "size differ); pass overwrite=true or choose another out folder")
+        for a, b in _chunks([(a, b) for a, b, path in files if not path.exists()], chunk_size):
             if _part_path(partial, split, a, b).exists():
                 resumed += 1
             else:
@@ -160,21 +217,78 @@ def generate(pde: str | Mapping[str, object] = "darcy", out: str | os.PathLike =
 
     _run_all(todo, pde, params, int(seed), partial, workers, progress, sizes)
 
-    files: dict[str, list[Path]] = {}
+    written: dict[str, list[Path]] = {}
     for split, n in sizes.items():
-        attrs = {"pde": pde, "split": split, "generator_config": generator_config,
-                 "seed": int(seed), "seed_scheme": SEED_SCHEME, "split_id": SPLIT_IDS[split]}
         if split in skipped:
-            files[split] = [h5.split_path(out, split)]
-        else:
-            files[split] = _assemble(out, partial, split, n, chunk_size, shard_size, pde, cfg,
-                                     attrs)
+            written[split] = [h5.split_path(out, split)]
+            continue
+        attrs = {"pde": pde, "split": split, "generator_config": generator_config,
+                 "seed": int(seed), "seed_scheme": SEED_SCHEME, "split_id": SPLIT_IDS[split],
+                 "split_samples": n}
+        n_files = len(shard_ranges(n, int(shard_size), num_shards))
+        paths = [path if path.exists() else
+                 _assemble(path, partial, split, a, b, chunk_size, pde, cfg, attrs,
+                           _shard_index(path) if n_files > 1 else None, n_files)
+                 for a, b, path in layout[split]]
+        if shard is None and n_files > 1:
+            paths = [h5.write_virtual(h5.split_path(out, split), paths, attrs), *paths]
+        written[split] = paths
     shutil.rmtree(partial, ignore_errors=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(
+    _write_atomic(out / "config.yaml", yaml.safe_dump(
         {"pde": {"name": pde, **params}, "seed": int(seed),
          **{f"n_{k}": v for k, v in sizes.items()}, "chunk_size": chunk_size,
-         "shard_size": shard_size}, sort_keys=False))
-    return GenerationSummary(out, files, sizes, time.perf_counter() - t0, resumed, skipped)
+         "shard_size": shard_size, "num_shards": num_shards}, sort_keys=False))
+    return GenerationSummary(out, written, sizes, time.perf_counter() - t0, resumed, skipped,
+                             None if shard is None else int(shard), num_shards)
+
+
+def merge(out: str | os.PathLike) -> dict[str, Path]:
+    """Stitch the shard files ``<split>-NNNNN.h5`` that separate ``generate(shard=i,
+    num_shards=n)`` runs wrote into ``out`` into virtual ``<split>.h5`` files, after checking
+    that every shard is there and that all were made with one configuration."""
+    out = Path(out)
+    merged: dict[str, Path] = {}
+    for split in SPLIT_IDS:
+        shards = sorted(out.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9].h5"))
+        if not shards:
+            continue
+        attrs = [h5.read_attrs(p) for p in shards]
+        first = attrs[0]
+        for path, a in zip(shards, attrs, strict=True):
+            for key in ("pde", "generator_config", "seed", "n_shards", "split_samples"):
+                if a.get(key) != first.get(key):
+                    raise GenerationError(
+                        f"{path}: {key}={a.get(key)!r} differs from {shards[0].name} "
+                        f"({first.get(key)!r}); these shards come from different runs")
+        n_shards, n = int(first["n_shards"]), int(first["split_samples"])
+        have = {int(a["shard"]) for a in attrs}
+        missing = sorted(set(range(n_shards)) - have)
+        if missing:
+            names = ", ".join(f"{split}-{k:05d}.h5" for k in missing[:5])
+            raise GenerationError(
+                f"{out}: {split} has {len(have)} of {n_shards} shards; missing {names}"
+                f"{' ...' if len(missing) > 5 else ''} (run generate(shard=k, "
+                f"num_shards={n_shards}) for them)")
+        total = sum(int(a["n_samples"]) for a in attrs)
+        if total != n:
+            raise GenerationError(f"{out}: {split} shards hold {total} samples, expected {n}")
+        keep = {k: v for k, v in first.items() if k in (
+            "pde", "split", "generator_config", "seed", "seed_scheme", "split_id",
+            "split_samples")}
+        merged[split] = h5.write_virtual(h5.split_path(out, split), shards, keep)
+    if not merged:
+        raise GenerationError(f"{out}: no shard files <split>-NNNNN.h5 to merge")
+    return merged
+
+
+def _shard_index(path: Path) -> int:
+    return int(path.stem.rsplit("-", 1)[1])
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _check_partial(partial: Path, identity: dict) -> None:
@@ -187,10 +301,16 @@ def _check_partial(partial: Path, identity: dict) -> None:
                 f"folder ({before}); pass overwrite=true to discard it, or use another out")
 
 
-def _matches(path: Path, pde: str, generator_config: str, seed: int, n: int) -> bool:
+def _matches(path: Path, pde: str, generator_config: str, seed: int, n: int, start: int,
+             stop: int) -> bool:
+    """Whether the file at ``path`` holds samples ``start..stop`` of an ``n``-sample split made
+    with this configuration."""
     attrs = h5.read_attrs(path)
+    first = int(attrs.get("shard_start", 0))
     return (attrs.get("pde") == pde and attrs.get("generator_config") == generator_config
-            and int(attrs.get("seed", -1)) == seed and int(attrs.get("n_samples", -1)) == n)
+            and int(attrs.get("seed", -1)) == seed
+            and int(attrs.get("split_samples", attrs.get("n_samples", -1))) == n
+            and int(attrs.get("n_samples", -1)) == stop - start and first == start)
 
 
 def _run_all(todo, pde, params, seed, partial, workers, progress, sizes) -> None:
@@ -234,26 +354,19 @@ def _single_threaded_children():
                 os.environ[k] = v
 
 
-def _assemble(out, partial, split, n, chunk_size, shard_size, pde, cfg, attrs) -> list[Path]:
+def _assemble(path: Path, partial: Path, split: str, start: int, stop: int, chunk_size: int,
+              pde: str, cfg, attrs: dict, shard: int | None, n_shards: int) -> Path:
+    """Write samples ``start..stop`` of ``split`` from their saved chunks into ``path``."""
     module = get_pde(pde)
-    coords = module.coords(cfg)
-    shard = shard_size if 0 < shard_size < n else max(n, 1)
-    shard_ranges = [(a, min(n, a + shard)) for a in range(0, n, shard)] or [(0, 0)]
-    sharded = len(shard_ranges) > 1
-    paths = []
-    for k, (s0, s1) in enumerate(shard_ranges):
-        path = out / (f"{split}-{k:05d}.h5" if sharded else f"{split}.h5")
-        parts = [(a, b) for a, b in _chunks(n, chunk_size, shard) if s0 <= a < s1]
-        specs = _specs(partial, split, parts, module, cfg)
-        shard_attrs = {**attrs, **({"shard": k, "n_shards": len(shard_ranges)} if sharded else {})}
-        with h5.SplitWriter(path, s1 - s0, specs, coords, shard_attrs) as writer:
-            for a, b in parts:
-                writer.write(a - s0, _load_part(_part_path(partial, split, a, b)),
-                             np.arange(a, b, dtype=np.int64))
-            paths.append(writer.commit())
-    if sharded:
-        return [h5.write_virtual(h5.split_path(out, split), paths, attrs), *paths]
-    return paths
+    parts = _chunks([(start, stop)], chunk_size)
+    specs = _specs(partial, split, parts, module, cfg)
+    if shard is not None:
+        attrs = {**attrs, "shard": shard, "n_shards": n_shards, "shard_start": start}
+    with h5.SplitWriter(path, stop - start, specs, module.coords(cfg), attrs) as writer:
+        for a, b in parts:
+            writer.write(a - start, _load_part(_part_path(partial, split, a, b)),
+                         np.arange(a, b, dtype=np.int64))
+        return writer.commit()
 
 
 def _specs(partial, split, parts, module, cfg) -> dict[str, tuple]:

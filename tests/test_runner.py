@@ -108,3 +108,59 @@ def test_cli_writes_the_dataset_and_a_summary(tmp_path):
         capture_output=True, text=True, check=True, cwd=tmp_path)
     assert re.search(r"train\s+4 samples", res.stdout), res.stdout
     assert h5.read_fields(out / "test.h5", "outputs", ["sol"]).shape == (2, 1, 10, 10)
+
+
+def test_machine_shards_merge_to_the_same_bytes(tmp_path):
+    """Three 'machines' each write their shard of every split; merge stitches them."""
+    generate("darcy", out=tmp_path / "one", **SMALL)
+    for k in (2, 0, 1):
+        summary = generate("darcy", out=tmp_path / "multi", shard=k, num_shards=3, **SMALL)
+        assert [p.name for p in summary.files["train"]] == [f"train-{k:05d}.h5"]
+    assert not (tmp_path / "multi" / "train.h5").exists()
+    merged = runner.merge(tmp_path / "multi")
+    assert sorted(merged) == ["test", "train", "val"]
+    _assert_same_bytes(_arrays(tmp_path / "one"), _arrays(tmp_path / "multi"))
+    # test has 2 samples over 3 shards: one shard is empty and still merges
+    assert h5.read_attrs(tmp_path / "multi" / "test-00000.h5")["n_samples"] == 0
+    # a machine rerunning its shard finds it complete and leaves it alone
+    again = generate("darcy", out=tmp_path / "multi", shard=1, num_shards=3, **SMALL)
+    assert again.files["train"][0].name == "train-00001.h5"
+
+
+def test_merge_names_missing_and_foreign_shards(tmp_path):
+    generate("darcy", out=tmp_path, shard=0, num_shards=2, **SMALL)
+    with pytest.raises(GenerationError, match=r"train has 1 of 2 shards; missing train-00001\.h5"):
+        runner.merge(tmp_path)
+    generate("darcy", out=tmp_path, shard=1, num_shards=2, **{**SMALL, "seed": 6})
+    with pytest.raises(GenerationError, match=r"train-00001\.h5: seed=6 differs"):
+        runner.merge(tmp_path)
+    with pytest.raises(ValueError, match=r"shard=2: expected 0 <= shard < num_shards=2"):
+        generate("darcy", out=tmp_path, shard=2, num_shards=2, **SMALL)
+    with pytest.raises(GenerationError, match="no shard files"):
+        runner.merge(tmp_path / "empty")
+
+
+def test_non_finite_samples_are_reported_and_never_written(tmp_path, monkeypatch):
+    import data_gen.pdes.darcy as darcy
+
+    real = darcy.sample
+
+    def broken(cfg, rngs):
+        fields = real(cfg, rngs)
+        fields["outputs"]["sol"][1, 0, 3, 3] = np.nan
+        return fields
+
+    monkeypatch.setattr(darcy, "sample", broken)
+    bad = r"train samples 0..3 .*'outputs/sol' of sample\(s\) \[1\] is not finite"
+    with pytest.raises(GenerationError, match=bad):
+        generate("darcy", out=tmp_path, chunk_size=4, **SMALL)
+    assert not (tmp_path / "train.h5").exists()
+
+
+def test_merge_cli(tmp_path):
+    for k in range(2):
+        generate("darcy", out=tmp_path, shard=k, num_shards=2, **SMALL)
+    res = subprocess.run([sys.executable, "-m", "data_gen.merge", str(tmp_path)],
+                         capture_output=True, text=True, check=True)
+    assert "train" in res.stdout and (tmp_path / "train.h5").exists()
+    assert h5.read_fields(tmp_path / "train.h5", "inputs", ["coeff"]).shape == (7, 1, 12, 12)

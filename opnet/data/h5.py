@@ -116,6 +116,8 @@ def write_virtual(path: str | os.PathLike, shards: Sequence[Path],
             layout = h5py.VirtualLayout(shape=(n, *shape), dtype=dtype)
             start = 0
             for shard, size in zip(shards, sizes, strict=True):
+                if size == 0:
+                    continue
                 layout[start:start + size] = h5py.VirtualSource(
                     f"./{shard.name}", key, shape=(int(size), *shape))
                 start += size
