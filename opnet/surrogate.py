@@ -79,6 +79,27 @@ class Surrogate:
             y = y[:, 0]
         return y[0] if single else y
 
+    @torch.inference_mode()
+    def rollout(self, a: np.ndarray | Tensor, steps: int, batch_size: int = 64) -> np.ndarray:
+        """Autoregressive prediction of a one-step (time-stepping) operator: the ``steps``
+        frames after ``a``; ``[*grid]`` -> ``[steps, *grid]``, ``[B, *grid]`` ->
+        ``[B, steps, *grid]``, ``[B, C, *grid]`` -> ``[B, steps·C, *grid]``."""
+        if self.io["in_channels"] != self.io["out_channels"]:
+            raise ValueError(f"rollout: the operator maps {self.io['in_channels']} to "
+                             f"{self.io['out_channels']} channels; a rollout needs equal ones")
+        if int(steps) < 1:
+            raise ValueError(f"rollout: steps={steps}, expected >= 1")
+        x, single, channel_axis = self._as_batch(a)
+        outs = []
+        for chunk in torch.split(x, batch_size):
+            z, frames = chunk.to(self.device), []
+            for _ in range(int(steps)):
+                z = self.out_norm.decode(self.model(self.in_norm.encode(z))).float()
+                frames.append(z.cpu())
+            outs.append(torch.cat(frames, dim=1))
+        y = torch.cat(outs).numpy()
+        return y[0] if single else y
+
     def __repr__(self) -> str:
         io = self.io
         return (f"Surrogate({self.metadata['model'].get('_target_')}, "

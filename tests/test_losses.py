@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from opnet.training.losses import get_loss, h1, reduce, rel_l2
+from opnet.training.losses import get_loss, h1, h1_abs, reduce, rel_l2
 
 
 def _mode(kx: int, ky: int, n: int = 64) -> torch.Tensor:
@@ -50,3 +50,16 @@ def test_reduce_and_bad_names():
         reduce(v, "max")
     with pytest.raises(ValueError, match="loss 'l3'"):
         get_loss("l3")
+
+
+def test_h1_abs_is_the_helmholtz_hsloss_d():
+    """e = αx + βy on x = i/H: central and one-sided differences are exact, so the loss is
+    √(Σ10e² + H·W(α² + β²)) — absolute, and independent of y."""
+    H, W, alpha, beta = 12, 10, 0.3, -0.7
+    x = torch.arange(H, dtype=torch.float64)[:, None] / H
+    y = torch.arange(W, dtype=torch.float64)[None, :] / W
+    e = (alpha * x + beta * y)[None, None]
+    want = math.sqrt(10 * float((e**2).sum()) + H * W * (alpha**2 + beta**2))
+    target = torch.randn(1, 1, H, W, dtype=torch.float64)
+    assert h1_abs(target + e, target).item() == pytest.approx(want, rel=1e-5)
+    assert get_loss("h1_abs") is h1_abs

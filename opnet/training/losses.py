@@ -6,6 +6,9 @@
   orthonormal 2-D FFTs, weight √(1 + k̃x² + k̃y²) with integer wavenumbers where
   k̃ = |k|·1[|k| < cutoff] (MgNO: cutoff 20; frequencies above it keep weight 1 along
   that axis), error ‖w(X − Y)‖ / ‖w·Y‖. Assumes periodicity, as the reference does.
+* ``h1_abs``: the MgNO Helmholtz training loss (``helm.py`` ``HSloss_d``), absolute:
+  e = pred − y, central differences ``torch.gradient`` with spacing 1/s (s = grid size;
+  1/101 at the reference's 101²), value √Σ(10·e² + e_x² + e_y²) per sample.
 """
 
 from __future__ import annotations
@@ -39,7 +42,18 @@ def h1(pred: Tensor, y: Tensor, cutoff: float | None = 20.0) -> Tensor:
     return (px - py).flatten(1).norm(dim=1) / py.flatten(1).norm(dim=1)
 
 
-LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"rel_l2": rel_l2, "h1": h1}
+def h1_abs(pred: Tensor, y: Tensor, l2_weight: float = 10.0) -> Tensor:
+    """Per-sample absolute finite-difference H¹-type error ``[B]`` of [B, C, H, W] fields
+    (MgNO ``HSloss_d``): √Σ(l2_weight·e² + e_x² + e_y²), gradient spacing 1/H, 1/W."""
+    if pred.ndim != 4:
+        raise ValueError(f"h1_abs expects [B, C, H, W] fields, got shape {tuple(pred.shape)}")
+    e = (pred - y).float()
+    ex, ey = torch.gradient(e, spacing=(1.0 / e.shape[-2], 1.0 / e.shape[-1]), dim=(-2, -1))
+    return torch.sqrt((l2_weight * e**2 + ex**2 + ey**2).flatten(1).sum(dim=1))
+
+
+LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"rel_l2": rel_l2, "h1": h1,
+                                                         "h1_abs": h1_abs}
 
 
 def get_loss(name: str) -> Callable[[Tensor, Tensor], Tensor]:

@@ -82,10 +82,24 @@ class OperatorModule(L.LightningModule):
                  batch_size=len(pred))
         return loss
 
+    def rollout(self, x: Tensor, steps: int) -> Tensor:
+        """Apply the one-step operator ``steps`` times: ``x [B, C, *grid]`` ->
+        ``[B, steps·C, *grid]`` (the frames after x)."""
+        frames = []
+        for _ in range(steps):
+            x = self(x)
+            frames.append(x)
+        return torch.cat(frames, dim=1)
+
     def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:
-        pred, y = self(batch["x"]), batch["y"]
+        x, y = batch["x"], batch["y"]
+        steps = int(self.hparams.io.get("rollout_steps") or 1)
+        pred = self.rollout(x, steps) if steps > 1 else self(x)
         metrics = {f"{stage}/rel_l2": rel_l2(pred, y).mean(),
                    f"{stage}/mse": torch.mean((pred.float() - y.float()) ** 2)}
+        if steps > 1:
+            c = self.hparams.io["out_channels"]
+            metrics[f"{stage}/rel_l2_step1"] = rel_l2(pred[:, :c], y[:, :c]).mean()
         if pred.ndim == 4:
             metrics[f"{stage}/h1"] = h1(pred, y).mean()
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val", sync_dist=True,
