@@ -9,10 +9,12 @@ and ``conf/pde/<name>.yaml``.
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from data_gen.runner import generate
+from data_gen.runner import GenerationError, generate
 
 
 def run(cfg: DictConfig):
@@ -22,7 +24,8 @@ def run(cfg: DictConfig):
             raise KeyError(f"resolution={cfg.resolution}: pde '{pde['name']}' has no resolution "
                            f"parameter (its parameters: {sorted(k for k in pde if k != 'name')})")
         pde["resolution"] = int(cfg.resolution)
-    summary = generate(pde, out=cfg.out, n_train=cfg.n_train, n_val=cfg.n_val, n_test=cfg.n_test,
+    out = cfg.out or f"data/{pde['name']}{pde.get('resolution', '')}"
+    summary = generate(pde, out=out, n_train=cfg.n_train, n_val=cfg.n_val, n_test=cfg.n_test,
                        seed=cfg.seed, workers=cfg.workers, chunk_size=cfg.chunk_size,
                        shard_size=cfg.shard_size, shard=cfg.shard, num_shards=cfg.num_shards,
                        overwrite=cfg.overwrite, progress=cfg.progress)
@@ -32,7 +35,12 @@ def run(cfg: DictConfig):
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="datagen")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    try:
+        run(cfg)
+    except (KeyError, ValueError, GenerationError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,13 @@ def evaluate_resolutions(operator: Surrogate | str | os.PathLike, resolutions: S
         raise ValueError("the checkpoint records no generator configuration; evaluate on an "
                          "existing dataset with evaluate(ckpt, data_dir) instead")
     pde = yaml.safe_load(dataset["generator_config"])
+    if not isinstance(pde, dict) or "name" not in pde or "importer" in pde:
+        raise ValueError("the checkpoint was trained on imported data (no opnet generator "
+                         "to make test sets at other resolutions); evaluate on existing "
+                         "datasets with evaluate(ckpt, data_dir) instead")
+    if "resolution" not in pde:
+        raise ValueError(f"generator '{pde['name']}' has no 'resolution' parameter; evaluate "
+                         "on existing datasets with evaluate(ckpt, data_dir) instead")
     results = []
     for res in resolutions:
         out = Path(data_root) / f"{dataset.get('name', pde['name'])}_eval{res}_seed{seed}"

@@ -9,6 +9,7 @@ from types import ModuleType
 
 PDES: dict[str, str] = {
     "darcy": "data_gen.pdes.darcy",
+    "helmholtz": "data_gen.pdes.helmholtz",
 }
 
 

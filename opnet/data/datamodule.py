@@ -94,7 +94,9 @@ class GridDataModule(L.LightningDataModule):
             raise DatasetError(
                 f"{self.data_dir}: dataset folder lacks {', '.join(s + '.h5' for s in missing)} "
                 "and the data config has no 'generate' block to make it; create it with "
-                f"`python -m data_gen pde=<name> out={self.data_dir}` or set data.data_dir"
+                f"`python -m data_gen pde=<name> out={self.data_dir}`, import existing files "
+                f"with `python -m data_gen.importers <format> <file> --out {self.data_dir}`, "
+                "or set data.data_dir"
                 + (f". {self.missing_hint}" if self.missing_hint else ""))
 
     def setup(self, stage: str | None = None) -> None:

@@ -182,11 +182,17 @@ def read_fields(path: str | os.PathLike, group: str, names: Iterable[str], strid
     return np.concatenate(arrays, axis=1)
 
 
+SPACE_AXES = ("x", "y", "z")
+
+
 def read_coords(path: str | os.PathLike, stride: int = 1) -> dict[str, np.ndarray]:
+    """Coordinates of a split; the spatial axes (x, y, z) subsampled by ``stride`` as the
+    fields are, the others (t, sensors, query, ...) as stored."""
     with open_split(path) as f:
         if "coords" not in f:
             return {}
-        return {k: f["coords"][k][::stride] for k in f["coords"]}
+        return {k: f["coords"][k][::stride] if k in SPACE_AXES else f["coords"][k][()]
+                for k in f["coords"]}
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, object]:
