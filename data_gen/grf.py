@@ -127,3 +127,56 @@ def periodic_grf_2d(rngs: Sequence[np.random.Generator], size: int, alpha: float
     g = _white_noise(rngs, (2, size, size))
     z = (g[:, 0] + 1j * g[:, 1]) * np.sqrt(0.5)
     return periodic_grf_from_noise(z, alpha, tau, sigma)
+
+
+# ------------------------------------------------------------------------- periodic, 1-D
+
+
+def periodic_grf_1d_std(size: int, sigma: float = 25.0, tau: float = 5.0,
+                        gamma: float = 2.0) -> np.ndarray:
+    """Coefficient standard deviations λ_k = √2·|σ|·((2πk)²+τ²)^(−γ/2), k = 1..size//2: [size//2].
+
+    FNO ``burgers/GRF1.m`` ("periodic", N = size/2 modes): λ_k² = 2μ_k with μ_k = σ²((2πk)²+τ²)^(−γ)
+    the eigenvalues of the covariance operator σ²(−Δ+τ²)^(−γ) on [0, 1) (orthonormal
+    eigenfunctions √2 cos 2πkx, √2 sin 2πkx; the mean mode k = 0 is not random).
+    """
+    k = np.arange(1, size // 2 + 1, dtype=np.float64)
+    return np.sqrt(2.0) * abs(sigma) * ((2.0 * np.pi * k) ** 2 + tau**2) ** (-gamma / 2.0)
+
+
+def periodic_grf_1d_from_noise(noise: np.ndarray, size: int, sigma: float = 25.0,
+                               tau: float = 5.0, gamma: float = 2.0,
+                               mean: float = 0.0) -> np.ndarray:
+    """u(x_i) = m + Σ_{k=1}^{size//2} λ_k (ξ_k cos 2πkx_i + η_k sin 2πkx_i), x_i = i/size.
+
+    ``noise`` [n, K, 2] with K >= size//2: ``noise[:, k−1, 0]`` = ξ_k, ``noise[:, k−1, 1]`` = η_k
+    (only the first size//2 modes are used). One ``irfft``; returns [n, size] float64. For even
+    ``size`` the Nyquist sine sin(πi) vanishes on the grid, so η_{size/2} has no effect.
+    """
+    noise = np.asarray(noise, dtype=np.float64)
+    half = size // 2
+    if noise.ndim != 3 or noise.shape[-1] != 2 or noise.shape[1] < half:
+        raise ValueError(f"periodic_grf_1d_from_noise: noise has shape {noise.shape}, "
+                         f"expected [n, >= {half}, 2] for size={size}")
+    lam = periodic_grf_1d_std(size, sigma, tau, gamma)
+    xi, eta = noise[:, :half, 0], noise[:, :half, 1]
+    # irfft: u_i = (1/s)[c_0 + 2 Re Σ_{0<k<s/2} c_k e^{2πiki/s} (+ c_{s/2}(−1)^i, s even)].
+    c = np.zeros((noise.shape[0], size // 2 + 1), dtype=np.complex128)
+    c[:, 0] = size * mean
+    c[:, 1:half + 1] = 0.5 * size * lam * (xi - 1j * eta)
+    if size % 2 == 0 and half > 0:
+        c[:, half] = size * lam[-1] * xi[:, -1]
+    return scipy.fft.irfft(c, n=size, axis=-1)
+
+
+def periodic_grf_1d(rngs: Sequence[np.random.Generator], size: int, sigma: float = 25.0,
+                    tau: float = 5.0, gamma: float = 2.0, mean: float = 0.0) -> np.ndarray:
+    """Periodic 1-D GRF N(m, σ²(−Δ+τ²)^(−γ)) on [0, 1) (FNO ``GRF1.m``): [len(rngs), size] float64.
+
+    Each sample draws ``standard_normal((size//2, 2))`` from its own generator, ordered by
+    wavenumber (ξ_1, η_1, ξ_2, η_2, ...): the draws of the first K modes do not depend on
+    ``size``, so a field at a finer grid only adds higher modes to the coarse one.
+    The Burgers paper set-up is σ = 25, τ = 5, γ = 2, m = 0 (N(0, 625(−Δ+25I)^(−2))).
+    """
+    return periodic_grf_1d_from_noise(_white_noise(rngs, (size // 2, 2)), size, sigma, tau,
+                                      gamma, mean)

@@ -164,3 +164,23 @@ def test_merge_cli(tmp_path):
                          capture_output=True, text=True, check=True)
     assert "train" in res.stdout and (tmp_path / "train.h5").exists()
     assert h5.read_fields(tmp_path / "train.h5", "inputs", ["coeff"]).shape == (7, 1, 12, 12)
+
+
+def test_a_tuple_parameter_run_resumes(tmp_path, monkeypatch):
+    """Burgers' record_times is a tuple: the saved run.yaml reads back as a list and must
+    still count as the same configuration."""
+    small = {"n_train": 4, "n_val": 0, "n_test": 0, "progress": False, "resolution": 16,
+             "solver_resolution": 32, "dt": 0.01, "T": 0.1, "record_times": (0.05, 0.1)}
+    real, calls = runner._run_chunk, []
+
+    def crash_on_second_chunk(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(runner, "_run_chunk", crash_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        generate("burgers", out=tmp_path, chunk_size=2, **small)
+    monkeypatch.setattr(runner, "_run_chunk", real)
+    assert generate("burgers", out=tmp_path, chunk_size=2, **small).resumed_chunks == 1

@@ -9,6 +9,7 @@ from types import ModuleType
 
 PDES: dict[str, str] = {
     "darcy": "data_gen.pdes.darcy",
+    "burgers": "data_gen.pdes.burgers",
     "helmholtz": "data_gen.pdes.helmholtz",
 }
 
