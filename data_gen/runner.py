@@ -174,7 +174,7 @@ def generate(pde: str | Mapping[str, object] = "darcy", out: str | os.PathLike =
     identity = {"pde": pde, "params": params, "seed": int(seed), "sizes": sizes,
                 "chunk_size": int(chunk_size), "shard_size": int(shard_size),
                 "num_shards": num_shards, "shard": shard}
-    identity = yaml.safe_load(yaml.safe_dump(identity))  # as it reads back (tuples -> lists)
+    identity = yaml.safe_load(yaml.safe_dump(identity))  # as read back: tuples -> lists
     generator_config = yaml.safe_dump({"name": pde, **params}, sort_keys=True)
     t0 = time.perf_counter()
 

@@ -10,6 +10,11 @@ from types import ModuleType
 PDES: dict[str, str] = {
     "darcy": "data_gen.pdes.darcy",
     "burgers": "data_gen.pdes.burgers",
+    "antiderivative": "data_gen.pdes.antiderivative",
+    "nonlinear_ode": "data_gen.pdes.nonlinear_ode",
+    "pendulum": "data_gen.pdes.pendulum",
+    "diffusion_reaction": "data_gen.pdes.diffusion_reaction",
+    "advection": "data_gen.pdes.advection",
     "helmholtz": "data_gen.pdes.helmholtz",
 }
 
