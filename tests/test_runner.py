@@ -184,3 +184,11 @@ def test_a_tuple_parameter_run_resumes(tmp_path, monkeypatch):
         generate("burgers", out=tmp_path, chunk_size=2, **small)
     monkeypatch.setattr(runner, "_run_chunk", real)
     assert generate("burgers", out=tmp_path, chunk_size=2, **small).resumed_chunks == 1
+
+
+def test_an_int_for_a_float_parameter_is_the_same_configuration(tmp_path):
+    """high=12 from a command line and high: 12.0 from YAML name one dataset."""
+    generate("darcy", out=tmp_path, high=12, **SMALL)
+    assert generate("darcy", out=tmp_path, high=12.0, **SMALL).skipped_splits == [
+        "train", "val", "test"]
+    assert "high: 12.0" in h5.read_attrs(tmp_path / "train.h5")["generator_config"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import typing
 from collections.abc import Mapping
 from types import ModuleType
 
 PDES: dict[str, str] = {
+    "helmholtz": "data_gen.pdes.helmholtz",
     "darcy": "data_gen.pdes.darcy",
     "burgers": "data_gen.pdes.burgers",
     "antiderivative": "data_gen.pdes.antiderivative",
@@ -15,7 +17,6 @@ PDES: dict[str, str] = {
     "pendulum": "data_gen.pdes.pendulum",
     "diffusion_reaction": "data_gen.pdes.diffusion_reaction",
     "advection": "data_gen.pdes.advection",
-    "helmholtz": "data_gen.pdes.helmholtz",
 }
 
 
@@ -33,4 +34,15 @@ def make_config(name: str, params: Mapping[str, object]):
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise KeyError(f"pde '{name}': unknown parameter(s) {unknown}; allowed: {sorted(allowed)}")
-    return config_cls(**params)
+    hints = typing.get_type_hints(config_cls)
+    return config_cls(**{k: _coerce(v, hints.get(k)) for k, v in params.items()})
+
+
+def _coerce(value: object, hint: object) -> object:
+    """Plain values as the field declares them, so ``omega=500`` from a command line and
+    ``omega: 500.0`` from YAML give one configuration: int -> float, list -> tuple."""
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typing.get_origin(hint) is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
