@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from types import ModuleType
 
 PDES: dict[str, str] = {
+    "navier_stokes": "data_gen.pdes.navier_stokes",
     "helmholtz": "data_gen.pdes.helmholtz",
     "darcy": "data_gen.pdes.darcy",
     "burgers": "data_gen.pdes.burgers",
