@@ -371,10 +371,22 @@ def _assemble(path: Path, partial: Path, split: str, start: int, stop: int, chun
 
 
 def _specs(partial, split, parts, module, cfg) -> dict[str, tuple]:
-    """Per-sample shapes/dtypes of every field (from the first part, or a 1-sample probe
-    for an empty split)."""
+    """Per-sample shapes/dtypes of every field: from the first part of this split, else
+    (an empty split) from any other split's part or finished file, else a 1-sample probe."""
     if parts:
         arrays = _load_part(_part_path(partial, split, *parts[0]))
-    else:
-        arrays = _flatten(module.sample(cfg, [np.random.default_rng(0)]))
+        return {k: (v.shape[1:], v.dtype) for k, v in arrays.items()}
+    for other in sorted(partial.glob("*/*.npz")):
+        arrays = _load_part(other)
+        return {k: (v.shape[1:], v.dtype) for k, v in arrays.items()}
+    for other in SPLIT_IDS:
+        path = h5.split_path(partial.parent, other)
+        if path.exists() and int(h5.read_attrs(path).get("n_samples", 0)) > 0:
+            with h5.open_split(path) as f:
+                return {k: (f[k].shape[1:], f[k].dtype) for k in _field_keys(f)}
+    arrays = _flatten(module.sample(cfg, [np.random.default_rng(0)]))
     return {k: (v.shape[1:], v.dtype) for k, v in arrays.items()}
+
+
+def _field_keys(f) -> list[str]:
+    return [f"{group}/{name}" for group in h5.GROUPS if group in f for name in f[group]]

@@ -192,3 +192,22 @@ def test_an_int_for_a_float_parameter_is_the_same_configuration(tmp_path):
     assert generate("darcy", out=tmp_path, high=12.0, **SMALL).skipped_splits == [
         "train", "val", "test"]
     assert "high: 12.0" in h5.read_attrs(tmp_path / "train.h5")["generator_config"]
+
+
+def test_an_empty_split_takes_its_shapes_without_a_solve(tmp_path, monkeypatch):
+    """n_val=0: the empty val.h5 gets the fields of the others, no extra 1-sample solve."""
+    import data_gen.pdes.darcy as darcy
+
+    real, calls = darcy.sample, []
+    monkeypatch.setattr(darcy, "sample", lambda cfg, rngs: calls.append(len(rngs)) or
+                        real(cfg, rngs))
+    generate("darcy", out=tmp_path, **{**SMALL, "n_val": 0})
+    assert sum(calls) == SMALL["n_train"] + SMALL["n_test"]
+    with h5py.File(tmp_path / "val.h5") as f:
+        assert f["inputs/coeff"].shape == (0, 1, 12, 12)
+    # and when the other splits are already complete files
+    (tmp_path / "val.h5").unlink()
+    calls.clear()
+    generate("darcy", out=tmp_path, **{**SMALL, "n_val": 0})
+    assert calls == []
+    assert h5.read_attrs(tmp_path / "val.h5")["n_samples"] == 0
