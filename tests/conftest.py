@@ -37,6 +37,27 @@ def darcy64_tiny(tmp_path_factory) -> Path:
     return out
 
 
+def write_trajectories(folder: Path, n: int = 6, frames: int = 5, s: int = 8, decay: float = 0.9,
+                       seed: int = 0) -> Path:
+    """Synthetic trajectory splits like the Navier-Stokes generator's (inputs/w0 [n,1,s,s],
+    outputs/w [n,frames,s,s]) with w_t = decay**t * w_0: every one-step map is exact."""
+    import numpy as np
+
+    from opnet.data import h5
+
+    rng = np.random.default_rng(seed)
+    for split in h5.SPLITS:
+        w0 = rng.standard_normal((n, 1, s, s)).astype(np.float32)
+        w = np.concatenate([decay**t * w0 for t in range(1, frames + 1)], axis=1)
+        specs = {"inputs/w0": ((1, s, s), np.float32), "outputs/w": ((frames, s, s), np.float32)}
+        with h5.SplitWriter(h5.split_path(folder, split), n, specs,
+                            {"x": np.arange(s) / s, "y": np.arange(s) / s},
+                            {"pde": "synthetic", "split": split}) as writer:
+            writer.write(0, {"inputs/w0": w0, "outputs/w": w}, np.arange(n))
+            writer.commit()
+    return folder
+
+
 def compose_train(*overrides: str) -> DictConfig:
     """``conf/train.yaml`` composed with ``overrides``, as ``python train.py`` would."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

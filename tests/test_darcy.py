@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -178,3 +182,113 @@ def test_threshold_and_levels_are_configurable():
     cfg = DarcyConfig(resolution=17, high=5.0, low=1.0, threshold=10.0)  # ψ never reaches 10
     coeff = sample(cfg, rngs([0]))["inputs"]["coeff"]
     assert np.all(coeff == 1.0)
+
+
+# ------------------------------------------------------- config, presets, multiscale, solvers
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("resolution", 2, "an integer >= 3"), ("resolution", 64.0, "an integer >= 3"),
+    ("alpha", 0.0, "> 0"), ("tau", -1.0, "> 0"), ("high", float("nan"), "> 0"),
+    ("low", 0.0, "> 0"), ("forcing", float("inf"), "finite"),
+    ("coefficient", "gaussian", "'threshold' or 'multiscale'"), ("scales", 0, "1..30"),
+    ("solver", "amg", "'auto', 'direct', 'multigrid'"),
+])
+def test_config_rejects_impossible_parameters(key, value, expected):
+    with pytest.raises(ValueError, match=rf"darcy: {key}=.*expected .*{re.escape(expected)}"):
+        DarcyConfig(**{key: value})
+
+
+def test_pde_presets_compose_with_hydra():
+    """``pde=darcy|darcy_rough|darcy_multiscale``: every Config field, in Config order; the
+    smooth preset equals the Config defaults; rough differs only by τ = 5, multiscale only by
+    the coefficient."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from data_gen.pdes import make_config
+
+    fields = [f.name for f in dataclasses.fields(DarcyConfig)]
+    cfgs = {}
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for preset in ("darcy", "darcy_rough", "darcy_multiscale"):
+            pde = OmegaConf.to_container(compose("datagen", overrides=[f"pde={preset}"]).pde)
+            assert pde.pop("name") == "darcy"
+            assert list(pde) == fields, preset
+            cfgs[preset] = make_config("darcy", pde)
+    assert cfgs["darcy"] == DarcyConfig()
+    assert cfgs["darcy_rough"] == DarcyConfig(tau=5.0)
+    assert cfgs["darcy_multiscale"] == DarcyConfig(coefficient="multiscale")
+
+
+def test_multiscale_coefficient_is_the_stated_product():
+    """a = Π_k (1 + ½cos(a_k π(x+y)))(1 + ½sin(a_k π(y−3x))) on the nodes ("ij" indexing),
+    a_k from the sample's own generator; within [2^(−2K), (3/2)^(2K)]."""
+    s, k = 21, 4
+    a = darcy.multiscale_coefficient(rngs([3, 4]), s, k)
+    freq = darcy.multiscale_frequencies(rngs([4]), k)[0]
+    x = np.linspace(0.0, 1.0, s)
+    expected = np.ones((s, s))
+    for i in range(s):
+        for j in range(s):
+            for ak in freq:
+                expected[i, j] *= ((1 + 0.5 * np.cos(ak * np.pi * (x[i] + x[j])))
+                                   * (1 + 0.5 * np.sin(ak * np.pi * (x[j] - 3 * x[i]))))
+    np.testing.assert_allclose(a[1], expected, rtol=1e-13)
+    assert a.min() >= 0.5 ** (2 * k) and a.max() <= 1.5 ** (2 * k)
+    assert not np.allclose(a[0], a[0].T)  # the y − 3x factor breaks the x ↔ y symmetry
+
+
+def test_multiscale_frequencies_are_uniform_on_octaves():
+    """a_k ~ U[2^(k−1), 2^k]: all inside, and the mean of 400 draws within 5 standard errors
+    (σ = 2^(k−1)/√12) of the centre 0.75·2^k, for every k."""
+    freq = darcy.multiscale_frequencies(rngs(range(400)), 6)
+    low = 2.0 ** np.arange(6)
+    assert np.all(freq >= low) and np.all(freq <= 2 * low)
+    se = low / np.sqrt(12.0) / np.sqrt(400)
+    assert np.all(np.abs(freq.mean(axis=0) - 1.5 * low) < 5 * se)
+
+
+def test_multiscale_sample_is_positive_deterministic_and_chunk_independent():
+    """Multiscale samples through the multigrid solver: u > 0 inside (f = 1 > 0, M-matrix),
+    identical bytes for the same generators, sample i the same alone or in a chunk."""
+    cfg = DarcyConfig(resolution=49, coefficient="multiscale", solver="multigrid")
+    full = sample(cfg, rngs(range(30, 34)))
+    sol = full["outputs"]["sol"]
+    assert sol.shape == (4, 1, 49, 49) and sol.dtype == np.float32
+    assert np.all(sol[:, 0, 1:-1, 1:-1] > 0) and np.all(sol[:, 0, 0] == 0)
+    again = sample(cfg, rngs(range(30, 34)))
+    part = sample(cfg, rngs([33, 31]))
+    for group, name in (("inputs", "coeff"), ("outputs", "sol")):
+        assert again[group][name].tobytes() == full[group][name].tobytes()
+        assert part[group][name][0].tobytes() == full[group][name][3].tobytes()
+        assert part[group][name][1].tobytes() == full[group][name][1].tobytes()
+
+
+@pytest.mark.parametrize("coefficient", ["threshold", "multiscale"])
+def test_direct_and_multigrid_samples_agree(coefficient):
+    """Same config, solver=direct vs multigrid: same coeff bytes, sol equal to float32 rounding
+    (the solves differ by ~1e-12 relative)."""
+    kw = dict(resolution=50, coefficient=coefficient)
+    d = sample(DarcyConfig(solver="direct", **kw), rngs(range(3)))
+    m = sample(DarcyConfig(solver="multigrid", **kw), rngs(range(3)))
+    assert d["inputs"]["coeff"].tobytes() == m["inputs"]["coeff"].tobytes()
+    ref = d["outputs"]["sol"]
+    assert np.abs(m["outputs"]["sol"] - ref).max() <= 1e-6 * np.abs(ref).max()
+
+
+def test_auto_solver_is_direct_below_the_crossover_and_multigrid_from_it(monkeypatch):
+    from data_gen.pdes import darcy_multigrid
+
+    calls = []
+    monkeypatch.setattr(darcy_multigrid, "solve", lambda a, f, **kw: calls.append(a.shape[-1])
+                        or np.zeros_like(a))
+    s0 = darcy.MULTIGRID_FROM
+    darcy.solve_with("auto", np.ones((1, s0 - 1, s0 - 1)))
+    darcy.solve_with("direct", np.ones((1, s0, s0)))
+    assert calls == []
+    darcy.solve_with("auto", np.ones((1, s0, s0)))
+    darcy.solve_with("multigrid", np.ones((1, 9, 9)))
+    assert calls == [s0, 9]

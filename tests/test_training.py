@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_train
+from conftest import compose_train, write_trajectories
 
 from opnet import load_operator
 from opnet.data import h5
@@ -188,22 +188,45 @@ def test_train_py_entry_point_runs(darcy16, tmp_path):
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment")
                      .glob("*.yaml"))
-# Their generators come with the PDE-generator issue; until then they must say so.
-AWAITING_DATA = {"mgno_darcy_multiscale", "mgno_helmholtz", "mgno_navier_stokes"}
 
 
-@pytest.mark.parametrize("experiment", sorted(AWAITING_DATA))
-def test_experiments_without_a_generator_say_what_is_missing(experiment, tmp_path):
-    cfg = compose_train(f"experiment={experiment}", "debug=fdr", f"paths.data_dir={tmp_path}",
-                        f"paths.output_dir={tmp_path / 'run'}")
-    with pytest.raises(h5.DatasetError, match="lacks train.h5.*not in opnet yet"):
-        train(cfg)
+@pytest.fixture(scope="module")
+def experiment_data(darcy64_tiny, tmp_path_factory):
+    """A tiny dataset of the kind each experiment trains on (its grid, its fields)."""
+    from data_gen import generate
+
+    root = tmp_path_factory.mktemp("exp_data")
+    tiny = {"n_train": 4, "n_val": 2, "n_test": 2, "progress": False}
+    made = {"darcy": darcy64_tiny}
+
+    def folder(kind: str) -> Path:
+        if kind not in made:
+            if kind == "helmholtz101":
+                generate("helmholtz", out=root / kind, **tiny)
+            elif kind == "helmholtz51":
+                generate("helmholtz", out=root / kind, elements=50, omega=500.0, **tiny)
+            elif kind == "navier_stokes64":  # 11 frames at 64x64 (synthetic: shapes matter)
+                write_trajectories(root / kind, n=4, frames=11, s=64)
+            made[kind] = root / kind
+        return made[kind]
+
+    return folder
 
 
-@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e not in AWAITING_DATA])
-def test_every_experiment_composes_and_runs_one_batch(experiment, darcy64_tiny, tmp_path):
-    """Each experiment's own network and recipe, one batch, on a small 64x64 set."""
-    cfg = compose_train(f"experiment={experiment}", "debug=fdr", f"data.data_dir={darcy64_tiny}",
+def _data_kind(experiment: str) -> str:
+    if experiment.startswith("mgno_helmholtz"):
+        return "helmholtz51" if experiment.endswith("_cpu") else "helmholtz101"
+    if experiment.startswith("mgno_navier_stokes"):
+        return "navier_stokes64"
+    return "darcy"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_runs_one_batch(experiment, experiment_data, tmp_path):
+    """Each experiment's own network, data module and recipe, one batch, on a tiny set of
+    its own kind (Darcy 64x64, Helmholtz 101x101 / 51x51, Navier-Stokes 64x64 trajectories)."""
+    cfg = compose_train(f"experiment={experiment}", "debug=fdr",
+                        f"data.data_dir={experiment_data(_data_kind(experiment))}",
                         "data.generate=null", f"paths.output_dir={tmp_path}")
     assert np.isfinite(train(cfg)["test/rel_l2"])
 

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import write_trajectories
 
 from opnet.data import h5
 from opnet.data.h5 import DatasetError
@@ -14,23 +15,9 @@ from opnet.training.module import OperatorModule
 DECAY = 0.9  # every synthetic trajectory is w_t = DECAY**t * w_0
 
 
-def _write_trajectories(folder, n=6, frames=5, s=8, seed=0):
-    rng = np.random.default_rng(seed)
-    for split in h5.SPLITS:
-        w0 = rng.standard_normal((n, 1, s, s)).astype(np.float32)
-        w = np.concatenate([DECAY**t * w0 for t in range(1, frames + 1)], axis=1)
-        specs = {"inputs/w0": ((1, s, s), np.float32), "outputs/w": ((frames, s, s), np.float32)}
-        with h5.SplitWriter(h5.split_path(folder, split), n, specs,
-                            {"x": np.arange(s) / s, "y": np.arange(s) / s},
-                            {"pde": "synthetic", "split": split}) as writer:
-            writer.write(0, {"inputs/w0": w0, "outputs/w": w}, np.arange(n))
-            writer.commit()
-    return folder
-
-
 @pytest.fixture
 def traj_dir(tmp_path):
-    return _write_trajectories(tmp_path / "traj")
+    return write_trajectories(tmp_path / "traj", decay=DECAY)
 
 
 def test_train_split_is_every_consecutive_pair(traj_dir):

@@ -1,15 +1,30 @@
-"""2-D Darcy flow −∇·(a∇u) = f on (0,1)², u = 0 on ∂Ω, piecewise-constant a (FNO setup).
+"""2-D Darcy flow −∇·(a∇u) = f on (0,1)², u = 0 on ∂Ω (FNO and MgNO set-ups).
 
-a = ``high`` where a cosine GRF ψ (α, τ, Neumann; ``data_gen.grf``) is >= ``threshold``, else
-``low``. Everything lives on the s×s nodes x_i = i/(s−1) (boundary included); arrays are
-indexed ``[..., i, j]`` ↔ (x_i, y_j) ("ij" indexing). Unlike FNO's ``solve_gwf.m`` there is no
-spline step between cell centres and nodes, so ``sol`` is exactly 0 on the boundary.
+Coefficients (``coefficient``):
+
+* ``threshold`` (FNO piecewise constant; presets smooth α=2, τ=3 and rough α=2, τ=5):
+  a = ``high`` where a cosine GRF ψ (α, τ, Neumann; ``data_gen.grf``) is >= ``threshold``,
+  else ``low``.
+* ``multiscale`` (MgNO/HANO "Darcy multiscale", **unverified**: the formula of the MgNO data
+  was not found; this is the lead from the HANO paper, arXiv 2210.10890):
+  a(x, y) = Π_{k=1}^{K} (1 + ½cos(a_k π(x+y))) (1 + ½sin(a_k π(y−3x))), a_k ~ U[2^{k−1}, 2^k]
+  independently per sample, K = ``scales`` (6 is a guess); f ≡ ``forcing``.
+
+Everything lives on the s×s nodes x_i = i/(s−1) (boundary included); arrays are indexed
+``[..., i, j]`` ↔ (x_i, y_j) ("ij" indexing). Unlike FNO's ``solve_gwf.m`` there is no spline
+step between cell centres and nodes, so ``sol`` is exactly 0 on the boundary.
 
 Discretisation: 5-point finite differences on the (s−2)² interior nodes, face coefficients
-a_{i+½,j} = (a_{ij} + a_{i+1,j})/2, scaled by 1/h², h = 1/(s−1). The SPD system is solved by
-sparse LU (SuperLU, no pivoting) after a nested-dissection ordering of the grid; the ordering,
-the CSC pattern and the map from face coefficients to matrix entries are built once per
-resolution, so each sample only fills a data vector.
+a_{i+½,j} = (a_{ij} + a_{i+1,j})/2, scaled by 1/h², h = 1/(s−1). Two solvers agree to ~1e-10:
+
+* ``direct`` (:func:`solve`): sparse LU (SuperLU, no pivoting) after a nested-dissection
+  ordering of the grid; the ordering, the CSC pattern and the map from face coefficients to
+  matrix entries are built once per resolution, so each sample only fills a data vector.
+* ``multigrid`` (:mod:`data_gen.pdes.darcy_multigrid`): conjugate gradients preconditioned by a
+  geometric-multigrid V-cycle, batched over the chunk in torch, to a relative residual <= 1e-10.
+
+``solver="auto"`` takes the direct solve below ``MULTIGRID_FROM`` nodes per side (where it is
+faster) and multigrid from there on.
 """
 
 from __future__ import annotations
@@ -27,17 +42,43 @@ from data_gen.grf import cosine_grf_2d
 from data_gen.pdes.base import Fields
 
 Method = Literal["nd", "mmd", "spsolve"]
+COEFFICIENTS = ("threshold", "multiscale")
+SOLVERS = ("auto", "direct", "multigrid")
+MULTIGRID_FROM = 40  # solver="auto": multigrid from this resolution on (measured crossover)
+MULTIGRID_TOL = 1e-10  # relative residual of the multigrid solve
 
 
 @dataclass(frozen=True)
 class DarcyConfig:
     resolution: int = 64  # nodes per side, boundary included
-    alpha: float = 2.0  # GRF smoothness
-    tau: float = 3.0  # GRF inverse length scale
+    alpha: float = 2.0  # GRF smoothness (threshold coefficient)
+    tau: float = 3.0  # GRF inverse length scale (threshold coefficient)
     high: float = 12.0  # coefficient where the GRF >= threshold
     low: float = 3.0  # coefficient where the GRF < threshold
     threshold: float = 0.0
     forcing: float = 1.0  # constant source f
+    coefficient: str = "threshold"  # "threshold" (thresholded GRF) or "multiscale" (unverified)
+    scales: int = 6  # multiscale: number K of frequency octaves (6 is a guess)
+    solver: str = "auto"  # "direct", "multigrid", or "auto" (multigrid from MULTIGRID_FROM)
+
+    def __post_init__(self) -> None:
+        def bad(key: str, expected: str) -> ValueError:
+            return ValueError(f"darcy: {key}={getattr(self, key)!r}, expected {expected}")
+
+        if not isinstance(self.resolution, int | np.integer) or self.resolution < 3:
+            raise bad("resolution", "an integer >= 3")
+        for key in ("alpha", "tau", "high", "low"):
+            if not np.isfinite(getattr(self, key)) or getattr(self, key) <= 0:
+                raise bad(key, "a finite number > 0")
+        for key in ("threshold", "forcing"):
+            if not np.isfinite(getattr(self, key)):
+                raise bad(key, "a finite number")
+        if self.coefficient not in COEFFICIENTS:
+            raise bad("coefficient", " or ".join(map(repr, COEFFICIENTS)))
+        if not isinstance(self.scales, int | np.integer) or not 1 <= self.scales <= 30:
+            raise bad("scales", "an integer in 1..30")
+        if self.solver not in SOLVERS:
+            raise bad("solver", ", ".join(map(repr, SOLVERS)))
 
 
 Config = DarcyConfig
@@ -51,13 +92,60 @@ def coords(cfg: DarcyConfig) -> dict[str, np.ndarray]:
 
 def sample(cfg: DarcyConfig, rngs: Sequence[np.random.Generator]) -> Fields:
     """One chunk: ``inputs/coeff`` and ``outputs/sol``, float32 [len(rngs), 1, s, s]."""
-    psi = cosine_grf_2d(rngs, cfg.resolution, cfg.alpha, cfg.tau, grid="nodes")
-    coeff = np.where(psi >= cfg.threshold, cfg.high, cfg.low)
-    sol = solve(coeff, cfg.forcing)
+    if cfg.coefficient == "multiscale":
+        coeff = multiscale_coefficient(rngs, cfg.resolution, cfg.scales)
+    else:
+        psi = cosine_grf_2d(rngs, cfg.resolution, cfg.alpha, cfg.tau, grid="nodes")
+        coeff = np.where(psi >= cfg.threshold, cfg.high, cfg.low)
+    sol = solve_with(cfg.solver, coeff, cfg.forcing)
     return {
         "inputs": {"coeff": coeff[:, None].astype(np.float32)},
         "outputs": {"sol": sol[:, None].astype(np.float32)},
     }
+
+
+def multiscale_frequencies(rngs: Sequence[np.random.Generator], scales: int = 6) -> np.ndarray:
+    """a_k ~ U[2^{k−1}, 2^k], k = 1..K, row i drawn from ``rngs[i]`` only: [len(rngs), K]."""
+    low = 2.0 ** np.arange(scales)
+    if len(rngs) == 0:
+        return np.zeros((0, scales))
+    return np.stack([r.uniform(low, 2.0 * low) for r in rngs])
+
+
+def multiscale_coefficient(rngs: Sequence[np.random.Generator], size: int,
+                           scales: int = 6) -> np.ndarray:
+    """Trigonometric multiscale coefficient on the nodes: [len(rngs), size, size] float64.
+
+    a(x, y) = Π_k (1 + ½cos(a_k π(x+y))) (1 + ½sin(a_k π(y−3x))) with
+    :func:`multiscale_frequencies`; each factor lies in [½, 3/2], so 2^{−2K} <= a <=
+    (3/2)^{2K} (the HANO-paper lead for MgNO's "Darcy multiscale"; unverified).
+    """
+    freq = multiscale_frequencies(rngs, scales)
+    x = np.linspace(0.0, 1.0, size)
+    xx, yy = np.meshgrid(x, x, indexing="ij")
+    plus, skew = np.pi * (xx + yy), np.pi * (yy - 3.0 * xx)
+    a = np.ones((len(rngs), size, size))
+    for k in range(scales):  # K factors, each vectorised over samples and nodes
+        ak = freq[:, k, None, None]
+        a *= (1.0 + 0.5 * np.cos(ak * plus)) * (1.0 + 0.5 * np.sin(ak * skew))
+    return a
+
+
+def solve_with(solver: str, coeff: np.ndarray, forcing: float | np.ndarray = 1.0) -> np.ndarray:
+    """Solve with ``solver`` ("direct", "multigrid" or "auto", see :class:`DarcyConfig`).
+
+    coeff [n, s, s] -> u [n, s, s] float64. The multigrid solve raises
+    ``darcy_multigrid.ConvergenceError`` naming the samples (positions in ``coeff``) that did
+    not reach the tolerance.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"darcy: solver={solver!r}, expected one of {SOLVERS}")
+    s = np.shape(coeff)[-1]
+    if solver == "direct" or (solver == "auto" and s < MULTIGRID_FROM):
+        return solve(coeff, forcing)
+    from data_gen.pdes import darcy_multigrid  # imports torch: only when needed
+
+    return darcy_multigrid.solve(coeff, forcing, tol=MULTIGRID_TOL)
 
 
 # ------------------------------------------------------------------------------ the solver
