@@ -5,6 +5,8 @@ from __future__ import annotations
 MODELS: dict[str, str] = {
     "mgno": "opnet.models.mgno.MgNO",
     "fno": "opnet.models.fno.FNO2d",
+    "deeponet": "opnet.models.deeponet.DeepONet",
+    "pod_deeponet": "opnet.models.deeponet.PODDeepONet",
 }
 
 
