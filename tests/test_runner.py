@@ -24,6 +24,21 @@ def _arrays(folder):
     return out
 
 
+def _crash_on_chunk(monkeypatch, n):
+    """Make the n-th chunk of the next generation raise (a killed run); returns the real
+    chunk function to restore."""
+    real, calls = runner._run_chunk, []
+
+    def crash(*args):
+        calls.append(args)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(runner, "_run_chunk", crash)
+    return real
+
+
 def _assert_same_bytes(a, b):
     assert a.keys() == b.keys()
     for key in a:
@@ -46,15 +61,7 @@ def test_seed_and_split_change_the_samples(tmp_path):
 
 def test_interrupted_run_resumes_to_identical_bytes(tmp_path, monkeypatch):
     generate("darcy", out=tmp_path / "ref", chunk_size=2, **SMALL)
-    real, calls = runner._run_chunk, []
-
-    def crash_on_third_chunk(*args):
-        calls.append(args)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(runner, "_run_chunk", crash_on_third_chunk)
+    real = _crash_on_chunk(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         generate("darcy", out=tmp_path / "run", chunk_size=2, **SMALL)
     assert not (tmp_path / "run" / "train.h5").exists()  # nothing looks finished
@@ -171,15 +178,7 @@ def test_a_tuple_parameter_run_resumes(tmp_path, monkeypatch):
     still count as the same configuration."""
     small = {"n_train": 4, "n_val": 0, "n_test": 0, "progress": False, "resolution": 16,
              "solver_resolution": 32, "dt": 0.01, "T": 0.1, "record_times": (0.05, 0.1)}
-    real, calls = runner._run_chunk, []
-
-    def crash_on_second_chunk(*args):
-        calls.append(args)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(runner, "_run_chunk", crash_on_second_chunk)
+    real = _crash_on_chunk(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         generate("burgers", out=tmp_path, chunk_size=2, **small)
     monkeypatch.setattr(runner, "_run_chunk", real)
