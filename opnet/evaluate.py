@@ -1,12 +1,19 @@
-"""Evaluate a trained operator on a dataset split, or across grid resolutions.
+"""Evaluate a trained operator on a dataset split, across grid resolutions, or on a test set
+regenerated with other generator parameters.
 
     python -m opnet.evaluate CKPT --data data/darcy64 [--split test] [--stride 1]
     python -m opnet.evaluate CKPT --resolutions 32 64 128 [--n 100] [--seed 1]
+    python -m opnet.evaluate CKPT --set space=chebyshev [--set n_query=1001] [--n 1000]
 
 The second form regenerates test sets with the generator configuration recorded in the
 checkpoint, at each resolution (cached under ``data/<name>_eval<res>_seed<seed>``), and
 reports the errors of the model trained on one grid when evaluated on others
-(discretisation behaviour). Prints one JSON line per evaluation.
+(discretisation behaviour). The third regenerates one test set with the recorded
+configuration and the given parameters changed (e.g. out-of-distribution inputs for a
+DeepONet; cached under ``data/<name>_eval_<key>-<value>..._seed<seed>``). DeepONet
+checkpoints are evaluated at the dataset's own query points (which may differ from the
+training ones) and report ``mse``, ``mse_wo_outliers`` (largest 0.1 % of the squared errors
+dropped, as the reference) and ``rel_l2``. Prints one JSON line per evaluation.
 """
 
 from __future__ import annotations
@@ -21,14 +28,42 @@ import torch
 import yaml
 
 from opnet.data import h5
-from opnet.surrogate import Surrogate, load_operator
+from opnet.surrogate import DeepONetSurrogate, Surrogate, load_operator
 from opnet.training.losses import h1, rel_l2
 
+Operator = Surrogate | DeepONetSurrogate
 
-def evaluate(operator: Surrogate | str | os.PathLike, data_dir: str | os.PathLike,
+
+def evaluate_points(op: DeepONetSurrogate, data_dir: str | os.PathLike, split: str = "test",
+                    limit: int | None = None) -> dict:
+    """Errors of a DeepONet on ``data_dir/split`` at that dataset's query points; its
+    sensors must be the checkpoint's (after the training sensor stride)."""
+    import numpy as np
+
+    from opnet.data.points import read_point_split
+    from opnet.training.deeponet_module import exact_metrics
+
+    io = op.io
+    path = h5.split_path(data_dir, split)
+    data, geo = read_point_split(path, io["input_field"], io["output_fields"], io["branch"],
+                                 io["dataset"].get("sensor_stride", 1), 1, limit)
+    if geo["sensors"].shape != op.sensors.shape or not np.allclose(geo["sensors"], op.sensors):
+        raise h5.DatasetError(f"{path}: its sensors ({len(geo['sensors'])} points) are not the "
+                              f"{len(op.sensors)} sensor locations the operator was trained with")
+    pred = op.predict(data.u.numpy(), geo["query"])
+    out = {"data": str(path), "samples": len(data), "n_query": int(len(geo["query"])),
+           "train_n_query": int(len(op.query))}
+    out.update(exact_metrics(pred.reshape(data.s.shape), data.s.numpy()))
+    return out
+
+
+def evaluate(operator: Operator | str | os.PathLike, data_dir: str | os.PathLike,
              split: str = "test", stride: int = 1, limit: int | None = None) -> dict:
-    """Mean per-sample relative L2 and FFT-H1 errors of ``operator`` on ``data_dir/split``."""
-    op = operator if isinstance(operator, Surrogate) else load_operator(operator)
+    """Mean per-sample relative L2 and FFT-H1 errors of ``operator`` on ``data_dir/split``
+    (DeepONets: :func:`evaluate_points`)."""
+    op = operator if isinstance(operator, Operator) else load_operator(operator)
+    if isinstance(op, DeepONetSurrogate):
+        return evaluate_points(op, data_dir, split, limit)
     path = h5.split_path(data_dir, split)
     x = h5.read_fields(path, "inputs", op.io["input_fields"], stride, limit)
     y = torch.from_numpy(h5.read_fields(path, "outputs", op.io["output_fields"], stride, limit))
@@ -40,14 +75,7 @@ def evaluate(operator: Surrogate | str | os.PathLike, data_dir: str | os.PathLik
     return out
 
 
-def evaluate_resolutions(operator: Surrogate | str | os.PathLike, resolutions: Sequence[int],
-                         n: int = 100, seed: int = 1, data_root: str | os.PathLike = "data",
-                         workers: int = 1) -> list[dict]:
-    """Errors on fresh test sets generated at each resolution with the checkpoint's own
-    generator configuration (seed differs from training so the samples are new)."""
-    from data_gen import generate  # only this function needs the generators
-
-    op = operator if isinstance(operator, Surrogate) else load_operator(operator)
+def _generator_config(op: Operator) -> dict:
     dataset = op.io["dataset"]
     if not dataset.get("generator_config"):
         raise ValueError("the checkpoint records no generator configuration; evaluate on an "
@@ -55,8 +83,41 @@ def evaluate_resolutions(operator: Surrogate | str | os.PathLike, resolutions: S
     pde = yaml.safe_load(dataset["generator_config"])
     if not isinstance(pde, dict) or "name" not in pde or "importer" in pde:
         raise ValueError("the checkpoint was trained on imported data (no opnet generator "
-                         "to make test sets at other resolutions); evaluate on existing "
-                         "datasets with evaluate(ckpt, data_dir) instead")
+                         "to make new test sets); evaluate on existing datasets with "
+                         "evaluate(ckpt, data_dir) instead")
+    return pde
+
+
+def evaluate_generated(operator: Operator | str | os.PathLike, changes: dict, n: int = 100,
+                       seed: int = 1, data_root: str | os.PathLike = "data",
+                       workers: int = 1) -> dict:
+    """Errors on a fresh test set made by the checkpoint's own generator configuration with
+    ``changes`` applied (e.g. ``{"space": "chebyshev"}``: inputs the operator never saw)."""
+    from data_gen import generate
+
+    op = operator if isinstance(operator, Operator) else load_operator(operator)
+    pde = _generator_config(op)
+    unknown = sorted(set(changes) - set(pde))
+    if unknown:
+        raise ValueError(f"--set {unknown}: generator '{pde['name']}' has no such parameter "
+                         f"(it has {sorted(k for k in pde if k != 'name')})")
+    tag = "_".join(f"{k}-{v}" for k, v in sorted(changes.items())) or "same"
+    out = Path(data_root) / f"{op.io['dataset'].get('name', pde['name'])}_eval_{tag}_seed{seed}"
+    generate({**pde, **changes}, out=out, n_train=0, n_val=0, n_test=n, seed=seed,
+             workers=workers, progress=False)
+    return {**evaluate(op, out), "changes": dict(changes)}
+
+
+def evaluate_resolutions(operator: Operator | str | os.PathLike, resolutions: Sequence[int],
+                         n: int = 100, seed: int = 1, data_root: str | os.PathLike = "data",
+                         workers: int = 1) -> list[dict]:
+    """Errors on fresh test sets generated at each resolution with the checkpoint's own
+    generator configuration (seed differs from training so the samples are new)."""
+    from data_gen import generate  # only this function needs the generators
+
+    op = operator if isinstance(operator, Operator) else load_operator(operator)
+    dataset = op.io["dataset"]
+    pde = _generator_config(op)
     if "resolution" not in pde:
         raise ValueError(f"generator '{pde['name']}' has no 'resolution' parameter; evaluate "
                          "on existing datasets with evaluate(ckpt, data_dir) instead")
@@ -76,16 +137,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--stride", type=int, default=1)
     parser.add_argument("--resolutions", type=int, nargs="+")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="regenerate a test set with this generator parameter changed")
     parser.add_argument("--n", type=int, default=100, help="test samples per resolution")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
-    if bool(args.data) == bool(args.resolutions):
-        parser.error("give exactly one of --data or --resolutions")
+    if sum(map(bool, (args.data, args.resolutions, args.set))) != 1:
+        parser.error("give exactly one of --data, --resolutions or --set")
     op = load_operator(args.checkpoint)
     if args.data:
         rows = [evaluate(op, args.data, args.split, args.stride)]
+    elif args.set:
+        changes = {}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                parser.error(f"--set {item}: expected KEY=VALUE")
+            changes[key] = yaml.safe_load(value)
+        try:
+            rows = [evaluate_generated(op, changes, args.n, args.seed, args.data_root,
+                                       args.workers)]
+        except ValueError as err:
+            parser.error(str(err))
     else:
         rows = evaluate_resolutions(op, args.resolutions, args.n, args.seed, args.data_root,
                                     args.workers)

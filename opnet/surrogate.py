@@ -1,4 +1,5 @@
-"""Trained operators as fast surrogates: ``load_operator(ckpt).predict(a)``.
+"""Trained operators as fast surrogates: ``load_operator(ckpt).predict(a)`` for grid operators,
+``load_operator(ckpt).predict(u_sensors, query_points)`` for DeepONets.
 
 Works from the checkpoint alone (no Hydra, no dataset): the ``operator`` block holds the
 model class and kwargs, the data description, and the normalizer buffers are in the
@@ -8,7 +9,7 @@ model class and kwargs, the data description, and the normalizer buffers are in 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from opnet.data.normalizers import GaussianNormalizer
+from opnet.data.normalizers import GaussianNormalizer, PointNormalizer
 from opnet.models import resolve_model_name
 from opnet.training.module import OPERATOR_FORMAT, build_model
 
@@ -107,9 +108,161 @@ class Surrogate:
                 f"data {io['dataset'].get('name')})")
 
 
+class DeepONetSurrogate:
+    """A trained DeepONet (or POD-DeepONet) in physical units.
+
+    ``predict(u, y=None)``:
+
+    * ``u``: sensor values ``[m]`` (one function) or ``[B, m]``; for a CNN branch images
+      ``[C, H, W]`` / ``[B, C, H, W]`` (``[H, W]`` / ``[B, H, W]`` when C = 1) or flattened
+      ``[B, C·H·W]``; the sensors are where the operator was trained (:attr:`sensors`);
+    * ``y``: query points ``[Q, d]`` shared by every function (aligned; ``[Q]`` when d = 1),
+      ``[B, Q, d]`` one set per function (unaligned), or None: the training query points
+      (:attr:`query`);
+    * returns numpy float32 ``[B, Q]`` (``[B, Q, C_out]`` with several outputs; without the
+      B axis for a single function).
+
+    A pointwise output normalizer or a POD basis ties the operator to its training query
+    points: other points are refused with a message saying so.
+    """
+
+    def __init__(self, model: torch.nn.Module, in_norm: PointNormalizer,
+                 out_norm: PointNormalizer, sensors: Tensor, query: Tensor,
+                 metadata: Mapping[str, Any]) -> None:
+        self.model, self.in_norm, self.out_norm = model.eval(), in_norm, out_norm
+        self._sensors, self._query = sensors.double().cpu(), query.double().cpu()
+        self.metadata = dict(metadata)
+        self.io = self.metadata["io"]
+        self.pod = hasattr(model, "fit_basis")
+        self.device = torch.device("cpu")
+
+    @property
+    def sensors(self) -> np.ndarray:
+        """Sensor locations ``[m, d_s]`` the branch input is sampled at (training data)."""
+        return self._sensors.numpy()
+
+    @property
+    def query(self) -> np.ndarray:
+        """The training query points ``[Q, d]``."""
+        return self._query.numpy()
+
+    def to(self, device: str | torch.device) -> DeepONetSurrogate:
+        self.device = torch.device(device)
+        for m in (self.model, self.in_norm, self.out_norm):
+            m.to(self.device)
+        return self
+
+    def _as_inputs(self, u: np.ndarray | Tensor) -> tuple[Tensor, bool]:
+        u = (u if isinstance(u, Tensor) else torch.tensor(np.asarray(u))).float()
+        shape = tuple(self.io["input_shape"])
+        flat = int(np.prod(shape))
+        if len(shape) == 1:
+            expected = f"[{shape[0]}] or [B, {shape[0]}]"
+            if u.ndim in (1, 2) and u.shape[-1] == shape[0]:
+                return (u[None], True) if u.ndim == 1 else (u, False)
+        else:
+            c, grid = shape[0], shape[1:]
+            expected = (f"[{', '.join(map(str, shape))}], [B, {', '.join(map(str, shape))}] or "
+                        f"[B, {flat}]" + (f" (or [{', '.join(map(str, grid))}] / [B, ...] with "
+                                           "one channel)" if c == 1 else ""))
+            if tuple(u.shape[-len(shape):]) == shape and u.ndim in (len(shape), len(shape) + 1):
+                return (u[None], True) if u.ndim == len(shape) else (u, False)
+            if c == 1 and tuple(u.shape[-len(grid):]) == grid and u.ndim in (len(grid),
+                                                                            len(grid) + 1):
+                u = u.unsqueeze(-len(grid) - 1)
+                return (u[None], True) if u.ndim == len(shape) else (u, False)
+            if u.ndim == 2 and u.shape[1] == flat:
+                return u.reshape(len(u), *shape), False
+        raise ValueError(f"predict: u has shape {tuple(u.shape)}; the operator takes {expected} "
+                         f"(values at the {len(self._sensors)} training sensor locations, "
+                         f"input '{self.io['input_field']}')")
+
+    def _as_query(self, y: np.ndarray | Tensor | None, batch: int) -> tuple[Tensor, bool]:
+        """-> (y [Q, d] or [B, Q, d], at the training points?)"""
+        if y is None:
+            return self._query.float(), True
+        y = y if isinstance(y, Tensor) else torch.tensor(np.asarray(y))
+        d = self.io["query_dim"]
+        if y.ndim == 1 and d == 1:
+            y = y[:, None]
+        if y.ndim not in (2, 3) or y.shape[-1] != d:
+            raise ValueError(f"predict: query points y have shape {tuple(y.shape)}; expected "
+                             f"[Q, {d}] (the same points for every function), [B, Q, {d}] "
+                             f"(one set per function)" + (" or [Q]" if d == 1 else "")
+                             + f": the operator's query points are {d}-dimensional")
+        if y.ndim == 3 and y.shape[0] != batch:
+            raise ValueError(f"predict: y has shape {tuple(y.shape)} (unaligned: one point set "
+                             f"per function) but u holds {batch} function(s); give y as "
+                             f"[{batch}, Q, {d}] or [Q, {d}]")
+        same = y.shape[-2] == len(self._query) and bool(
+            torch.allclose(y.double(), self._query.expand_as(y), rtol=0, atol=1e-6))
+        return y.float(), same
+
+    @torch.inference_mode()
+    def predict(self, u: np.ndarray | Tensor, y: np.ndarray | Tensor | None = None,
+                batch_size: int = 256, point_batch: int = 1 << 16) -> np.ndarray:
+        u, single = self._as_inputs(u)
+        y, training_points = self._as_query(y, len(u))
+        if not training_points and (self.pod or self.out_norm.kind == "pointwise"):
+            why = "a POD basis" if self.pod else "a pointwise output normalizer"
+            raise ValueError(f"predict: {why} ties this operator to its {len(self._query)} "
+                             "training query points (operator.query); these points differ. "
+                             "Retrain with module.out_normalizer=scalar (and a DeepONet, not a "
+                             "POD-DeepONet) to evaluate anywhere")
+        outs = []
+        for start in range(0, len(u), batch_size):
+            ub = self.in_norm.encode(u[start:start + batch_size].to(self.device))
+            yb = y if y.ndim == 2 else y[start:start + batch_size]
+            if self.pod:
+                z = self.model(ub, self._query.float().to(self.device)
+                               if self.model.trunk is not None else None)
+            else:
+                z = torch.cat([self.model(ub, yc.to(self.device))
+                               for yc in torch.split(yb, point_batch, dim=-2)], dim=1)
+            outs.append(self.out_norm.decode(z).float().cpu())
+        out = torch.cat(outs).numpy()
+        if out.shape[-1] == 1:
+            out = out[..., 0]
+        return out[0] if single else out
+
+    def __repr__(self) -> str:
+        io = self.io
+        return (f"DeepONetSurrogate({self.metadata['model'].get('_target_')}, "
+                f"{io['input_field']} at {len(self._sensors)} sensors -> {io['output_fields']} "
+                f"at {io['query_dim']}-D points, data {io['dataset'].get('name')})")
+
+
+def _load_state(path: Path, state: Mapping[str, Tensor], target: str,
+                parts: Sequence[tuple[str, torch.nn.Module]]) -> None:
+    for prefix, module in parts:
+        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(part)
+        except RuntimeError as err:
+            raise CheckpointError(f"{path}: weights under '{prefix}' do not fit {target} "
+                                  f"built from the checkpoint's kwargs ({err})") from err
+
+
+def _load_deeponet(path: Path, ckpt: Mapping[str, Any], block: Mapping[str, Any]
+                   ) -> DeepONetSurrogate:
+    io = block["io"]
+    shape = list(io["input_shape"])
+    net = build_model(block["model"])
+    kinds = block.get("normalizers", {})
+    in_norm = PointNormalizer(kinds.get("in", "none"), shape, 0 if len(shape) > 1 else None)
+    out_norm = PointNormalizer(kinds.get("out", "none"), [io["n_query"], io["out_channels"]], 1)
+    state = ckpt["state_dict"]
+    _load_state(path, state, block["model"].get("_target_"),
+                [("model.", net), ("in_norm.", in_norm), ("out_norm.", out_norm)])
+    sensors = state.get("sensors", torch.tensor(block.get("sensors", []), dtype=torch.float64))
+    query = state.get("query", torch.tensor(block.get("query", []), dtype=torch.float64))
+    return DeepONetSurrogate(net, in_norm, out_norm, sensors, query, block)
+
+
 def load_operator(path: str | os.PathLike, model: str | None = None,
-                  device: str | torch.device = "cpu") -> Surrogate:
-    """Load a checkpoint written by opnet training as a :class:`Surrogate`.
+                  device: str | torch.device = "cpu") -> Surrogate | DeepONetSurrogate:
+    """Load a checkpoint written by opnet training as a :class:`Surrogate` (grid operators)
+    or a :class:`DeepONetSurrogate` (checkpoints of the DeepONetModule).
 
     ``model`` (e.g. ``"mgno"``), when given, must match the checkpoint's model class.
     """
@@ -132,16 +285,12 @@ def load_operator(path: str | os.PathLike, model: str | None = None,
     if model is not None and resolve_model_name(model) != target:
         raise CheckpointError(f"{path}: holds a {target} model, not the requested "
                               f"'{model}' ({resolve_model_name(model)})")
+    if block.get("module", "OperatorModule") == "DeepONetModule":
+        return _load_deeponet(path, ckpt, block).to(device)
     io = block["io"]
     net = build_model(block["model"])
     in_norm = GaussianNormalizer(io["in_normalizer"], io["in_channels"], io["grid"])
     out_norm = GaussianNormalizer(io["out_normalizer"], io["out_channels"], io["grid"])
-    state = ckpt["state_dict"]
-    for prefix, module in (("model.", net), ("in_norm.", in_norm), ("out_norm.", out_norm)):
-        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        try:
-            module.load_state_dict(part)
-        except RuntimeError as err:
-            raise CheckpointError(f"{path}: weights under '{prefix}' do not fit {target} "
-                                  f"built from the checkpoint's kwargs ({err})") from err
+    _load_state(path, ckpt["state_dict"], target,
+                [("model.", net), ("in_norm.", in_norm), ("out_norm.", out_norm)])
     return Surrogate(net, in_norm, out_norm, block).to(device)

@@ -92,3 +92,15 @@ class CrashAtEpoch(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
             raise RuntimeError(f"simulated crash at epoch {self.epoch}")
+
+
+@pytest.fixture(scope="session")
+def antiderivative_small(tmp_path_factory) -> Path:
+    """DeepONet antiderivative data: 100/20/100 GRF functions, m = 100 sensors, Q = 100
+    points, exact labels (the integral of the cubic spline through the GRF)."""
+    from data_gen import generate
+
+    out = tmp_path_factory.mktemp("points") / "antiderivative"
+    generate("antiderivative", out=out, n_train=100, n_val=20, n_test=100, chunk_size=100,
+             progress=False)
+    return out

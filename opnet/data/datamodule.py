@@ -18,6 +18,33 @@ from opnet.data import h5
 from opnet.data.h5 import DatasetError
 
 
+def ensure_dataset(data_dir: Path, generate: Mapping | None, missing_hint: str | None) -> None:
+    """Generate the dataset folder from ``generate`` (the arguments of
+    :func:`data_gen.generate`; a no-op when the files already match them), or raise a
+    :class:`DatasetError` naming the missing files and how to make them."""
+    if generate:
+        from data_gen import GenerationError  # data_gen depends on opnet.data
+        from data_gen import generate as run_generator
+
+        try:
+            summary = run_generator(out=data_dir, **generate)
+        except GenerationError as err:
+            raise DatasetError(f"{err} (from data.generate; or set data.generate."
+                               "overwrite=true, or point data.data_dir elsewhere)") from err
+        if len(summary.skipped_splits) < len(h5.SPLITS):
+            print(summary.table())
+        return
+    missing = [s for s in h5.SPLITS if not h5.split_path(data_dir, s).is_file()]
+    if missing:
+        raise DatasetError(
+            f"{data_dir}: dataset folder lacks {', '.join(s + '.h5' for s in missing)} "
+            "and the data config has no 'generate' block to make it; create it with "
+            f"`python -m data_gen pde=<name> out={data_dir}`, import existing files "
+            f"with `python -m data_gen.importers <format> <file> --out {data_dir}`, "
+            "or set data.data_dir"
+            + (f". {missing_hint}" if missing_hint else ""))
+
+
 class GridDataset(Dataset):
     """In-memory pairs ``x [N, C_in, *grid]``, ``y [N, C_out, *grid]`` (float32)."""
 
@@ -78,26 +105,7 @@ class GridDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Make sure the files exist: generate them from the linked generator config (a
         no-op when they already match it; an error naming the file when they do not)."""
-        if self.generate:
-            from data_gen import GenerationError, generate  # data_gen depends on opnet.data
-
-            try:
-                summary = generate(out=self.data_dir, **self.generate)
-            except GenerationError as err:
-                raise DatasetError(f"{err} (from data.generate; or set data.generate."
-                                   "overwrite=true, or point data.data_dir elsewhere)") from err
-            if len(summary.skipped_splits) < len(h5.SPLITS):
-                print(summary.table())
-            return
-        missing = self.missing_splits()
-        if missing:
-            raise DatasetError(
-                f"{self.data_dir}: dataset folder lacks {', '.join(s + '.h5' for s in missing)} "
-                "and the data config has no 'generate' block to make it; create it with "
-                f"`python -m data_gen pde=<name> out={self.data_dir}`, import existing files "
-                f"with `python -m data_gen.importers <format> <file> --out {self.data_dir}`, "
-                "or set data.data_dir"
-                + (f". {self.missing_hint}" if self.missing_hint else ""))
+        ensure_dataset(self.data_dir, self.generate, self.missing_hint)
 
     def setup(self, stage: str | None = None) -> None:
         """Load the splits needed for ``stage`` into memory (train always: it defines the

@@ -3,7 +3,8 @@ with every checkpoint (and into :func:`opnet.load_operator`).
 
 kinds: ``"none"``; ``"scalar"`` (one mean/std per channel, resolution-free);
 ``"pointwise"`` (mean/std per channel and grid point, as the FNO/MgNO Darcy-smooth input;
-ties the model to the training grid).
+ties the model to the training grid). :class:`GaussianNormalizer` serves grid fields
+``[B, C, *grid]``, :class:`PointNormalizer` DeepONet sensor values and labels.
 """
 
 from __future__ import annotations
@@ -55,6 +56,72 @@ class GaussianNormalizer(nn.Module):
         if self.kind == "none":
             return x
         return x * (self.std + self.eps) + self.mean
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, shape={tuple(self.mean.shape)}"
+
+
+class PointNormalizer(nn.Module):
+    """Standard scaler for DeepONet data, statistics in buffers fitted on the train split.
+
+    ``feature_shape``: per-sample shape of the data (inputs ``[m]`` or ``[C, *grid]``;
+    labels ``[Q, C_out]``); ``channel_dim``: the axis of ``feature_shape`` that keeps its
+    own statistics under ``"scalar"`` (None: one mean/std for everything). ``"pointwise"``
+    keeps one mean/std per entry of ``feature_shape`` (per sensor, or per query point and
+    channel: the CMAME scripts' standard scaler). As scikit-learn's ``StandardScaler``, a
+    zero standard deviation (e.g. s(0) = 0 for every function) is replaced by 1.
+
+    ``encode(x, idx)`` / ``decode(x, idx)``: x ``[B, *feature_shape]``; for labels at a
+    subset of the query points, ``idx`` ([P] or [B, P]) selects the pointwise statistics.
+    """
+
+    def __init__(self, kind: str = "none", feature_shape: Sequence[int] = (1,),
+                 channel_dim: int | None = None) -> None:
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"normalizer kind '{kind}': expected one of {KINDS}")
+        self.kind, self.channel_dim = kind, channel_dim
+        shape = list(feature_shape)
+        if kind != "pointwise":
+            shape = [n if i == channel_dim else 1 for i, n in enumerate(shape)]
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("std", torch.ones(shape))
+
+    @torch.no_grad()
+    def fit(self, data: np.ndarray | Tensor) -> PointNormalizer:
+        if self.kind == "none":
+            return self
+        x = torch.as_tensor(np.asarray(data), dtype=torch.float64)
+        if tuple(x.shape[1:]) != tuple(self.mean.shape) and self.kind == "pointwise":
+            raise ValueError(f"normalizer: data of per-sample shape {list(x.shape[1:])}, "
+                             f"expected {list(self.mean.shape)}")
+        keep = {i + 1 for i in range(x.ndim - 1)
+                if self.kind == "pointwise" or i == self.channel_dim}
+        dims = [i for i in range(x.ndim) if i not in keep]
+        mean = x.mean(dim=dims, keepdim=True)[0]
+        std = x.std(dim=dims, keepdim=True, correction=0)[0]  # population std, as sklearn
+        std = torch.where(std > 1e-12 * float(std.max().clamp_min(1e-300)), std,
+                          torch.ones_like(std))
+        self.mean.copy_(mean.reshape(self.mean.shape).to(self.mean.dtype))
+        self.std.copy_(std.reshape(self.std.shape).to(self.std.dtype))
+        return self
+
+    def _stats(self, idx: Tensor | None) -> tuple[Tensor, Tensor]:
+        if idx is None or self.kind != "pointwise":
+            return self.mean, self.std
+        return self.mean[idx], self.std[idx]
+
+    def encode(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
+        if self.kind == "none":
+            return x
+        mean, std = self._stats(idx)
+        return (x - mean) / std
+
+    def decode(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
+        if self.kind == "none":
+            return x
+        mean, std = self._stats(idx)
+        return x * std + mean
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, shape={tuple(self.mean.shape)}"

@@ -1,17 +1,18 @@
-"""Training: the LightningModule, losses, and the ``train(cfg)`` job behind ``train.py``.
+"""Training: the LightningModules, losses, and the ``train(cfg)`` job behind ``train.py``.
 
-``train`` and ``ConfigError`` are imported lazily so that loading a surrogate (which needs
-only :mod:`opnet.training.module`) does not import Hydra.
+``train`` is imported lazily so that loading a surrogate (which needs only the modules)
+does not import Hydra.
 """
 
-from opnet.training.module import OperatorModule
+from opnet.training.deeponet_module import DeepONetModule
+from opnet.training.module import ConfigError, OperatorModule
 
-__all__ = ["ConfigError", "OperatorModule", "train"]
+__all__ = ["ConfigError", "DeepONetModule", "OperatorModule", "train"]
 
 
 def __getattr__(name: str):
-    if name in ("train", "ConfigError"):
+    if name == "train":
         from opnet.training import job
 
-        return getattr(job, name)
+        return job.train
     raise AttributeError(f"module 'opnet.training' has no attribute '{name}'")

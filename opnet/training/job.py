@@ -1,13 +1,15 @@
 """``train(cfg)``: the training job behind ``python train.py ...`` (Hydra-composed cfg).
 
-Builds the datamodule (generating its data if missing), the OperatorModule around the
-configured network, the Lightning Trainer with callbacks and loggers; fits (resuming from
-``ckpt_path`` when given), tests the best checkpoint, writes ``metrics.json`` and prints
-where everything is.
+Builds the datamodule (generating its data if missing), the LightningModule named by
+``module._target_`` (OperatorModule for grid operators, DeepONetModule for DeepONets)
+through its ``from_data(model, datamodule, **options)``, the Lightning Trainer with callbacks
+and loggers; fits (resuming from ``ckpt_path`` when given), tests the best checkpoint, writes
+``metrics.json`` and prints where everything is.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import time
@@ -19,27 +21,38 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from opnet.training.module import OperatorModule
+from opnet.training.module import ConfigError, fill_channels
 
+__all__ = ["ConfigError", "build_module", "model_spec", "train"]
 
-class ConfigError(ValueError):
-    """The composed configuration is inconsistent (named key, expected value)."""
+DEFAULT_MODULE = "opnet.training.module.OperatorModule"
 
 
 def model_spec(cfg: DictConfig, io: dict[str, Any]) -> dict[str, Any]:
     """Plain model dict with in/out channels taken from the data (or checked against it)."""
-    spec = OmegaConf.to_container(cfg.model, resolve=True)
-    for key, have in (("in_channels", io["in_channels"]), ("out_channels", io["out_channels"])):
-        want = spec.get(key)
-        if want is None:
-            spec[key] = have
-        elif int(want) != have:
-            fields = io["input_fields" if key == "in_channels" else "output_fields"]
-            raise ConfigError(
-                f"model.{key}={want} but data '{io['dataset']['name']}' ({io['dataset']['path']}) "
-                f"provides {have} channel(s) from fields {fields}; drop model.{key} to take it "
-                "from the data")
-    return spec
+    return fill_channels(OmegaConf.to_container(cfg.model, resolve=True), io)
+
+
+def module_class(target: str) -> type[L.LightningModule]:
+    """``module._target_`` -> the LightningModule class (it must offer ``from_data``)."""
+    module_name, _, cls_name = str(target).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"module._target_={target!r} cannot be imported ({err})") from err
+    if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)
+            and hasattr(cls, "from_data")):
+        raise ConfigError(f"module._target_={target!r} is not a LightningModule class with a "
+                          "from_data(model, datamodule, **options) constructor")
+    return cls
+
+
+def build_module(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
+    """The LightningModule named by ``module._target_`` (default: OperatorModule), made from
+    the model config and the datamodule (sizes and normalizers from the train split)."""
+    options = OmegaConf.to_container(cfg.module, resolve=True)
+    cls = module_class(options.pop("_target_", DEFAULT_MODULE))
+    return cls.from_data(OmegaConf.to_container(cfg.model, resolve=True), datamodule, **options)
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -82,10 +95,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("fit")
-    io = datamodule.io_spec()
-    module = OperatorModule(model=model_spec(cfg, io), io=io,
-                            **OmegaConf.to_container(cfg.module, resolve=True))
-    module.fit_normalizers(*datamodule.train_arrays())
+    module = build_module(cfg, datamodule)
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
@@ -99,18 +109,36 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     metrics: dict[str, float] = {}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    last = _last_checkpoint(trainer)  # before testing: it restores the callbacks' states
     if cfg.get("test", True):
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None,
                                verbose=False)
         metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+        metrics.update(_extra_tests(cfg, trainer, module, best))
     summary = {"test": metrics, "best_checkpoint": best or None,
-               "last_checkpoint": _last_checkpoint(trainer),
+               "last_checkpoint": last,
                "output_dir": str(out), "seconds": round(time.perf_counter() - t0, 1),
-               "epochs": trainer.current_epoch,
+               "epochs": trainer.current_epoch, "steps": trainer.global_step,
                "params": sum(p.numel() for p in module.model.parameters())}
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
         _print_summary(summary, loggers)
+    return metrics
+
+
+def _extra_tests(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
+                 best: str) -> dict[str, float]:
+    """Test the same checkpoint on each dataset of ``extra_tests`` (name -> data config,
+    e.g. out-of-distribution inputs); metrics as ``<name>/test/...``."""
+    metrics: dict[str, float] = {}
+    for name, data_cfg in (cfg.get("extra_tests") or {}).items():
+        datamodule = instantiate(data_cfg, _convert_="all")
+        datamodule.prepare_data()
+        datamodule.setup("test")
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None,
+                               verbose=False)
+        found = results[0] if results else {}
+        metrics.update({f"{name}/{k}": float(v) for k, v in found.items()})
     return metrics
 
 
@@ -130,7 +158,8 @@ def _print_summary(summary: dict[str, Any], loggers: list[Any]) -> None:
     for key, value in summary["test"].items():
         table.add_row(key, f"{value:.4g}")
     table.add_row("parameters", f"{summary['params']:,}")
-    table.add_row("wall time", f"{summary['seconds']:.0f} s ({summary['epochs']} epochs)")
+    table.add_row("wall time", f"{summary['seconds']:.0f} s ({summary['epochs']} epochs, "
+                               f"{summary['steps']} steps)")
     console = Console()
     console.print(table)
     lines = [f"best checkpoint: {summary['best_checkpoint']}",

@@ -24,6 +24,26 @@ from opnet.training.losses import get_loss, h1, reduce, rel_l2
 OPERATOR_FORMAT = 1
 
 
+class ConfigError(ValueError):
+    """The composed configuration is inconsistent (named key, expected value)."""
+
+
+def fill_channels(model: Mapping[str, Any], io: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain model dict with in/out channels taken from the data (or checked against it)."""
+    spec = dict(model)
+    for key, have in (("in_channels", io["in_channels"]), ("out_channels", io["out_channels"])):
+        want = spec.get(key)
+        if want is None:
+            spec[key] = have
+        elif int(want) != have:
+            fields = io["input_fields" if key == "in_channels" else "output_fields"]
+            raise ConfigError(
+                f"model.{key}={want} but data '{io['dataset']['name']}' ({io['dataset']['path']}) "
+                f"provides {have} channel(s) from fields {fields}; drop model.{key} to take it "
+                "from the data")
+    return spec
+
+
 def build_model(spec: Mapping[str, Any]) -> nn.Module:
     """``{"_target_": "opnet.models.mgno.MgNO", **kwargs}`` -> the module."""
     spec = dict(spec)
@@ -64,6 +84,20 @@ class OperatorModule(L.LightningModule):
         self.loss_fn = get_loss(loss)
         reduce(torch.zeros(1), reduction)  # validates the name now, not mid-training
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
+
+    @classmethod
+    def from_data(cls, model: Mapping[str, Any], datamodule: Any,
+                  **kwargs: Any) -> OperatorModule:
+        """The module for ``datamodule``'s data (the protocol ``train(cfg)`` uses): channels
+        filled into ``model``, normalizers fitted on the train split."""
+        io = datamodule.io_spec()
+        if io.get("kind", "grid") != "grid":
+            raise ConfigError(f"{cls.__name__} trains grid operators; data "
+                              f"'{io['dataset']['name']}' is {io.get('kind')} data (use "
+                              "module=deeponet for a DeepONet)")
+        module = cls(model=fill_channels(model, io), io=io, **kwargs)
+        module.fit_normalizers(*datamodule.train_arrays())
+        return module
 
     def fit_normalizers(self, x: np.ndarray, y: np.ndarray) -> None:
         """Fit the input/output statistics on the training arrays."""

@@ -1,0 +1,449 @@
+"""Point data for DeepONets: sensor values, query points and labels, served as whole batches.
+
+A DeepONet learns ``G(u)(y)`` from the values of ``u`` at m sensors and query points y.
+Two dataset kinds are read:
+
+* **point data** (the DeepONet generators): ``inputs/<field>`` [N, m], ``outputs/<field>``
+  [N, Q] (one per output channel), ``coords/sensors`` [m] (or [m, d_s]) and
+  ``coords/query`` [Q, d] — every function labelled at the same Q points;
+* **grid data** (Burgers ``inputs/u0`` [N, 1, s], Darcy ``inputs/coeff`` [N, 1, s, s]):
+  the sensors are the input grid — flattened to [N, C·s…] for a vector branch, or kept as
+  the image [N, C, s, s] for a CNN branch (``branch="image"``) — and the query points are
+  the output grid points [s^d, d] built from ``coords/x`` (, ``y``, ``z``) in C order, so
+  label ``s[n, q, c]`` = ``outputs[n, c].ravel()[q]``.
+
+Batches (dicts of tensors in physical units; the LightningModule normalises):
+
+* aligned (Cartesian product): ``{"u": [B, m] or [B, C, H, W], "y": [P, d], "s": [B, P, C_out]}``
+  — every function of the batch at the same points;
+* unaligned (pointwise): ``{"u", "y": [B, P, d], "s": [B, P, C_out]}`` — each function at
+  its own points;
+* plus ``"idx"`` ([P] or [B, P], int64) = the indices of the points in the dataset's query
+  set whenever P is a subset (``points_per_batch``): pointwise normalizers and POD bases
+  are indexed by it.
+
+Speed. DeepONets are tiny, so the data path must cost next to nothing per step: the splits
+are held as tensors on the training device, and training batches are built by indexing
+(no per-sample ``__getitem__``, no collate, no DataLoader workers) by :class:`PointBatches`,
+a plain sized iterable that Lightning accepts as a dataloader. A full batch (``batch_size:
+null``, ``points_per_batch: null``, aligned) is built once and handed out every step.
+``steps_per_epoch`` groups iterations into Lightning epochs (validation, checkpoints and
+epoch logs happen once per epoch), so a 50,000-iteration full-batch run is 50 epochs of
+1,000 steps rather than 50,000 one-step epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from opnet.data import h5
+from opnet.data.datamodule import ensure_dataset
+from opnet.data.h5 import DatasetError
+
+LAYOUTS = ("aligned", "unaligned")
+BRANCHES = ("vector", "image")
+
+
+# ------------------------------------------------------------------------------ reading files
+def _read(path: Path, group: str, name: str, limit: int | None) -> np.ndarray:
+    with h5.open_split(path) as f:
+        key = f"{group}/{name}"
+        if key not in f:
+            have = sorted(f[group].keys()) if group in f else []
+            raise DatasetError(f"{path}: has no field '{key}' (it has {group}: {have})")
+        return np.asarray(f[key][slice(0, limit)], dtype=np.float32)
+
+
+def grid_points(axes: Sequence[np.ndarray]) -> np.ndarray:
+    """Points of the tensor grid ``axes[0] × axes[1] × …`` in C order: [∏ n_i, d] float64."""
+    mesh = np.meshgrid(*[np.asarray(a, dtype=np.float64) for a in axes], indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=1)
+
+
+def _grid_axes(path: Path, coords: Mapping[str, np.ndarray], shape: Sequence[int],
+               stride: int, what: str) -> list[np.ndarray]:
+    """Coordinate vectors of a grid field of per-channel shape ``shape`` (before stride)."""
+    if len(shape) > len(h5.SPACE_AXES):
+        raise DatasetError(f"{path}: {what} has a {len(shape)}-D grid {list(shape)}; point data "
+                           f"supports grids of up to {len(h5.SPACE_AXES)} dimensions")
+    axes = []
+    for name, n in zip(h5.SPACE_AXES, shape, strict=False):
+        if name not in coords or len(coords[name]) != n:
+            have = {k: list(np.shape(v)) for k, v in coords.items()}
+            raise DatasetError(f"{path}: {what} is a {len(shape)}-D grid {list(shape)} and needs "
+                               f"coords/{name} of length {n} for its points (coords: {have})")
+        axes.append(np.asarray(coords[name], dtype=np.float64)[::stride])
+    return axes
+
+
+class PointSplit:
+    """One split in memory: ``u`` [N, m] or [N, C, *grid], ``s`` [N, Q, C_out] (float32)."""
+
+    def __init__(self, u: np.ndarray | Tensor, s: np.ndarray | Tensor) -> None:
+        if len(u) != len(s):
+            raise DatasetError(f"inputs have {len(u)} functions but outputs {len(s)}")
+        self.u, self.s = torch.as_tensor(u), torch.as_tensor(s)
+
+    def __len__(self) -> int:
+        return len(self.u)
+
+    def to(self, device: torch.device) -> PointSplit:
+        return PointSplit(self.u.to(device), self.s.to(device))
+
+
+def read_point_split(path: str | Path, input_field: str, output_fields: Sequence[str],
+                     branch: str = "vector", sensor_stride: int = 1, query_stride: int = 1,
+                     limit: int | None = None) -> tuple[PointSplit, dict[str, Any]]:
+    """Read one split file as DeepONet point data.
+
+    Returns the split and its geometry ``{"sensors": [m, d_s], "query": [Q, d],
+    "input_shape": [...], "input_grid": [...] | None, "output_grid": [...] | None}``
+    (numpy float64 coordinates).
+    """
+    path = Path(path)
+    coords = h5.read_coords(path)
+    u = _read(path, "inputs", input_field, limit)
+    geo: dict[str, Any] = {"input_grid": None, "output_grid": None}
+    if u.ndim == 2:  # point data [N, m]
+        if branch == "image":
+            raise DatasetError(f"{path}: inputs/{input_field} has shape {list(u.shape)} (sensor "
+                               "values [N, m]); branch='image' needs a grid field [N, C, *grid]")
+        if "sensors" not in coords:
+            raise DatasetError(f"{path}: point field inputs/{input_field} [N, m] needs "
+                               "coords/sensors [m] (the sensor locations)")
+        sensors = np.asarray(coords["sensors"], dtype=np.float64)
+        sensors = sensors[:, None] if sensors.ndim == 1 else sensors
+        if len(sensors) != u.shape[1]:
+            raise DatasetError(f"{path}: inputs/{input_field} has {u.shape[1]} sensor values "
+                               f"per function but coords/sensors holds {len(sensors)} points")
+        u, sensors = u[:, ::sensor_stride], sensors[::sensor_stride]
+    elif u.ndim >= 3:  # grid [N, C, *grid]
+        axes = _grid_axes(path, coords, u.shape[2:], sensor_stride, f"inputs/{input_field}")
+        index = (slice(None), slice(None)) + (slice(None, None, sensor_stride),) * (u.ndim - 2)
+        u = u[index]
+        geo["input_grid"] = [int(n) for n in u.shape[2:]]
+        sensors = grid_points(axes)
+        if branch == "vector":
+            u = u.reshape(len(u), -1)
+    else:
+        raise DatasetError(f"{path}: inputs/{input_field} has shape {list(u.shape)}, expected "
+                           "[N, m] (sensor values) or [N, C, *grid]")
+    geo["sensors"], geo["input_shape"] = sensors, [int(n) for n in u.shape[1:]]
+
+    labels, query = [], None
+    for name in output_fields:
+        s = _read(path, "outputs", name, limit)
+        if s.ndim == 2:  # [N, Q] at coords/query
+            if "query" not in coords:
+                raise DatasetError(f"{path}: point field outputs/{name} [N, Q] needs "
+                                   "coords/query [Q, d] (the query points)")
+            q = np.asarray(coords["query"], dtype=np.float64)
+            q = q[:, None] if q.ndim == 1 else q
+            if len(q) != s.shape[1]:
+                raise DatasetError(f"{path}: outputs/{name} has {s.shape[1]} values per "
+                                   f"function but coords/query holds {len(q)} points")
+            labels.append(s[:, ::query_stride, None])
+            q = q[::query_stride]
+        elif s.ndim >= 3:  # [N, C, *grid]
+            axes = _grid_axes(path, coords, s.shape[2:], query_stride, f"outputs/{name}")
+            index = (slice(None), slice(None)) + (slice(None, None, query_stride),) * (s.ndim - 2)
+            s = s[index]
+            geo["output_grid"] = [int(n) for n in s.shape[2:]]
+            labels.append(s.reshape(len(s), s.shape[1], -1).transpose(0, 2, 1))
+            q = grid_points(axes)
+        else:
+            raise DatasetError(f"{path}: outputs/{name} has shape {list(s.shape)}, expected "
+                               "[N, Q] (values at coords/query) or [N, C, *grid]")
+        if query is not None and (q.shape != query.shape or not np.allclose(q, query)):
+            raise DatasetError(f"{path}: outputs/{name} lives on other query points than "
+                               f"outputs/{output_fields[0]}; output fields must share them")
+        query = q
+    if not labels:
+        raise DatasetError(f"{path}: no output fields requested (data.output_fields is empty)")
+    geo["query"] = query
+    s = np.ascontiguousarray(np.concatenate(labels, axis=2), dtype=np.float32)
+    return PointSplit(np.ascontiguousarray(u), s), geo
+
+
+# --------------------------------------------------------------------------------- batching
+class PointBatches:
+    """Training batches of one epoch, built on the data's device by indexing.
+
+    ``batch_size`` functions per batch (None: all), taken from consecutive random
+    permutations (wrapping around, so every batch is full, as DeepXDE's ``Triple``);
+    ``points_per_batch`` query points per function (None: all): aligned → one random subset
+    without replacement shared by the batch (DeepXDE ``TripleCartesianProd`` with
+    ``(b1, b2)``), unaligned → each function its own points drawn with replacement (the
+    reference's random triples). ``steps``: iterations per epoch; ``group`` > 1 hands
+    Lightning lists of ``group`` batches (one optimizer iteration each), so ``len`` is
+    ``steps / group``.
+    """
+
+    def __init__(self, split: PointSplit, query: Tensor, layout: str = "aligned",
+                 batch_size: int | None = None, points_per_batch: int | None = None,
+                 steps: int | None = None, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, group: int = 1) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"data.layout='{layout}': expected one of {LAYOUTS}")
+        self.split, self.query, self.layout = split, query, layout
+        n, q = len(split), len(query)
+        # DDP: each rank trains on its own share of the functions
+        self.functions = torch.arange(rank, n, world_size, device=split.u.device)
+        n_local = len(self.functions)
+        self.batch_size = n_local if batch_size is None else min(int(batch_size), n_local)
+        every = points_per_batch is None or (layout == "aligned" and int(points_per_batch) >= q)
+        self.points = None if every else int(points_per_batch)
+        self.group = int(group)
+        iterations = int(steps) if steps else math.ceil(n_local / self.batch_size)
+        if iterations % self.group:
+            raise ValueError(f"data.steps_per_epoch={iterations} is not a multiple of "
+                             f"data.batches_per_step={self.group}")
+        self.steps = iterations // self.group
+        self.generator = torch.Generator(device=split.u.device)
+        self.generator.manual_seed(int(seed) + 1_000_003 * int(rank))
+        self._perm, self._pos = self.functions, n_local
+        self._full = self.batch_size == n_local and self.points is None
+        self._fixed: dict[str, Tensor] | None = None
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[dict[str, Tensor] | list[dict[str, Tensor]]]:
+        for _ in range(self.steps):
+            if self.group == 1:
+                yield self.next_batch()
+            else:
+                yield [self.next_batch() for _ in range(self.group)]
+
+    def _functions(self) -> Tensor:
+        if self.batch_size == len(self.functions):
+            return self.functions
+        need, parts = self.batch_size, []
+        while need:
+            if self._pos >= len(self._perm):
+                order = torch.randperm(len(self.functions), generator=self.generator,
+                                       device=self.functions.device)
+                self._perm, self._pos = self.functions[order], 0
+            take = self._perm[self._pos:self._pos + need]
+            self._pos += len(take)
+            need -= len(take)
+            parts.append(take)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def next_batch(self) -> dict[str, Tensor]:
+        if self._full and self._fixed is not None:
+            return self._fixed
+        f = self._functions()
+        whole = len(f) == len(self.split)
+        u = self.split.u if whole else self.split.u[f]
+        s = self.split.s if whole else self.split.s[f]
+        q, device = len(self.query), self.query.device
+        if self.points is None:
+            y = self.query if self.layout == "aligned" else \
+                self.query.expand(len(u), *self.query.shape)
+            batch = {"u": u, "y": y, "s": s}
+        elif self.layout == "aligned":
+            idx = torch.randperm(q, generator=self.generator, device=device)[:self.points]
+            batch = {"u": u, "y": self.query[idx], "s": s[:, idx], "idx": idx}
+        else:
+            idx = torch.randint(0, q, (len(u), self.points), generator=self.generator,
+                                device=device)
+            s = torch.gather(s, 1, idx[..., None].expand(-1, -1, s.shape[2]))
+            batch = {"u": u, "y": self.query[idx], "s": s, "idx": idx}
+        if self._full:
+            self._fixed = batch
+        return batch
+
+
+class EvalBatches:
+    """Aligned batches of ``batch_size`` functions (None: all) at every query point, in
+    order (validation and test). A sized iterable, not a list: Lightning would read a list
+    as several dataloaders."""
+
+    def __init__(self, split: PointSplit, query: Tensor, batch_size: int | None) -> None:
+        n = len(split)
+        b = n if batch_size is None else max(1, int(batch_size))
+        self.batches = [{"u": split.u[i:i + b], "y": query, "s": split.s[i:i + b]}
+                        for i in range(0, n, b)]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        return iter(self.batches)
+
+
+# ------------------------------------------------------------------------------- datamodule
+class PointDataModule(L.LightningDataModule):
+    """Train/val/test splits of a dataset folder served as DeepONet batches.
+
+    data_dir, n_train/n_val/n_test, generate, name, missing_hint: as
+    :class:`~opnet.data.datamodule.GridDataModule`.
+    input_field: the ``inputs`` field (one); output_fields: ``outputs`` fields → C_out.
+    branch: ``"vector"`` (sensor values [B, m]; grid inputs are flattened) or ``"image"``
+    (grid inputs [B, C, *grid] for a CNN branch).
+    layout: ``"aligned"`` or ``"unaligned"`` training batches (see module docstring);
+    batch_size: functions per batch (null: all = full batch); points_per_batch: query
+    points per function and batch (null: all); steps_per_epoch: optimizer iterations per
+    Lightning epoch (null: one pass over the functions); batches_per_step: batches handed to
+    one Lightning training step as a list (the DeepONetModule runs one iteration per batch;
+    > 1 spares Lightning's per-step overhead, which dominates for tiny networks);
+    eval_batch_size: functions per validation/test
+    batch (null: all).
+    sensor_stride / query_stride: keep every k-th sensor / query point (grid data: every
+    k-th node along each axis).
+    seed: of the batch sampler (per rank).
+    """
+
+    def __init__(self, data_dir: str, input_field: str = "u",
+                 output_fields: Sequence[str] = ("s",), branch: str = "vector",
+                 layout: str = "aligned", batch_size: int | None = None,
+                 points_per_batch: int | None = None, steps_per_epoch: int | None = None,
+                 batches_per_step: int = 1, eval_batch_size: int | None = None,
+                 sensor_stride: int = 1, query_stride: int = 1, n_train: int | None = None,
+                 n_val: int | None = None, n_test: int | None = None,
+                 generate: Mapping | None = None, name: str | None = None,
+                 missing_hint: str | None = None, seed: int = 0, num_workers: int = 0) -> None:
+        super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"data.layout='{layout}': expected one of {LAYOUTS}")
+        if branch not in BRANCHES:
+            raise ValueError(f"data.branch='{branch}': expected one of {BRANCHES}")
+        for key, value in (("sensor_stride", sensor_stride), ("query_stride", query_stride),
+                           ("batch_size", batch_size), ("points_per_batch", points_per_batch),
+                           ("steps_per_epoch", steps_per_epoch),
+                           ("batches_per_step", batches_per_step),
+                           ("eval_batch_size", eval_batch_size)):
+            if value is not None and int(value) < 1:
+                raise ValueError(f"data.{key}={value}: expected a positive integer or null")
+        if num_workers:
+            raise ValueError(f"data.num_workers={num_workers}: point batches are built on the "
+                             "training device by indexing; worker processes cannot help (use 0)")
+        self.data_dir = Path(data_dir)
+        self.name = name or self.data_dir.name
+        self.input_field, self.output_fields = input_field, list(output_fields)
+        self.branch, self.layout = branch, layout
+        self.batch_size, self.points_per_batch = batch_size, points_per_batch
+        self.steps_per_epoch, self.eval_batch_size = steps_per_epoch, eval_batch_size
+        self.batches_per_step = int(batches_per_step)
+        self.sensor_stride, self.query_stride = int(sensor_stride), int(query_stride)
+        self.limits = {"train": n_train, "val": n_val, "test": n_test}
+        self.generate = dict(generate) if generate else None
+        self.missing_hint, self.seed = missing_hint, int(seed)
+        self.splits: dict[str, PointSplit] = {}
+        self.geometry: dict[str, Any] = {}
+        self._device_splits: dict[tuple[str, str], PointSplit] = {}
+
+    # -- files (the same contract as GridDataModule) -----------------------------------
+    def missing_splits(self) -> list[str]:
+        return [s for s in h5.SPLITS if not h5.split_path(self.data_dir, s).is_file()]
+
+    def prepare_data(self) -> None:
+        """Generate the files from ``generate`` when given, else name what is missing."""
+        ensure_dataset(self.data_dir, self.generate, self.missing_hint)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the splits needed for ``stage`` (train always: it defines shapes and the
+        normalizers); every split must share the train split's sensors and query points."""
+        if self.missing_splits():
+            self.prepare_data()
+        need = {"fit": ["train", "val"], "validate": ["train", "val"],
+                "test": ["train", "test"], "predict": ["train", "test"]}.get(stage or "", h5.SPLITS)
+        for split in ["train", *[s for s in need if s != "train"]]:
+            if split in self.splits:
+                continue
+            path = h5.split_path(self.data_dir, split)
+            data, geo = read_point_split(path, self.input_field, self.output_fields,
+                                         self.branch, self.sensor_stride, self.query_stride,
+                                         self.limits[split])
+            if split == "train":
+                self.geometry = geo
+            else:
+                self._check_like_train(path, data, geo)
+            self.splits[split] = data
+
+    def _check_like_train(self, path: Path, data: PointSplit, geo: Mapping[str, Any]) -> None:
+        train, ref = self.splits["train"], self.geometry
+        for what, a, b in (("inputs", data.u.shape[1:], train.u.shape[1:]),
+                           ("outputs", data.s.shape[1:], train.s.shape[1:])):
+            if a != b:
+                raise DatasetError(f"{path}: {what} have per-function shape {list(a)}, "
+                                   f"train.h5 has {list(b)}")
+        for key in ("sensors", "query"):
+            if geo[key].shape != ref[key].shape or not np.allclose(geo[key], ref[key]):
+                raise DatasetError(f"{path}: coords ({key}) differ from train.h5's; a DeepONet "
+                                   "dataset's splits must share sensors and query points")
+
+    # -- what the LightningModule needs ------------------------------------------------
+    def io_spec(self) -> dict[str, Any]:
+        """Plain description of the data (shapes, fields, provenance; the coordinates are
+        in :meth:`coordinates`, stored by the module as buffers)."""
+        if "train" not in self.splits:
+            self.setup("fit")
+        train, geo = self.splits["train"], self.geometry
+        path = h5.split_path(self.data_dir, "train")
+        attrs = h5.read_attrs(path)
+        return {
+            "kind": "points", "input_field": self.input_field,
+            "input_fields": [self.input_field], "output_fields": self.output_fields,
+            "branch": self.branch, "input_shape": geo["input_shape"],
+            "n_sensors": int(np.prod(geo["input_shape"])),
+            "sensor_points": int(len(geo["sensors"])), "sensor_dim": int(geo["sensors"].shape[1]),
+            "n_query": int(len(geo["query"])), "query_dim": int(geo["query"].shape[1]),
+            "out_channels": int(train.s.shape[2]),
+            "input_grid": geo["input_grid"], "output_grid": geo["output_grid"],
+            "layout": self.layout,
+            "dataset": {"name": self.name, "path": str(self.data_dir),
+                        "sensor_stride": self.sensor_stride, "query_stride": self.query_stride,
+                        "n_train": len(train), "pde": attrs.get("pde"),
+                        "generator_config": attrs.get("generator_config"),
+                        "seed": attrs.get("seed")},
+        }
+
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(sensors [m, d_s], query [Q, d])`` of the training data (float64)."""
+        if "train" not in self.splits:
+            self.setup("fit")
+        return self.geometry["sensors"], self.geometry["query"]
+
+    def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Training inputs [N, ...] and labels [N, Q, C_out] (for fitting normalizers/POD)."""
+        if "train" not in self.splits:
+            self.setup("fit")
+        return self.splits["train"].u.numpy(), self.splits["train"].s.numpy()
+
+    # -- loaders -----------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _on_device(self, split: str) -> tuple[PointSplit, Tensor]:
+        if split not in self.splits:
+            self.setup("test" if split == "test" else "fit")
+        device = self._device()
+        key = (split, str(device))
+        if key not in self._device_splits:
+            self._device_splits[key] = self.splits[split].to(device)
+        query = torch.as_tensor(self.geometry["query"], dtype=torch.float32, device=device)
+        return self._device_splits[key], query
+
+    def train_dataloader(self) -> PointBatches:
+        data, query = self._on_device("train")
+        trainer = getattr(self, "trainer", None)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        return PointBatches(data, query, self.layout, self.batch_size, self.points_per_batch,
+                            self.steps_per_epoch, self.seed, rank, world, self.batches_per_step)
+
+    def val_dataloader(self) -> EvalBatches:
+        return EvalBatches(*self._on_device("val"), self.eval_batch_size)
+
+    def test_dataloader(self) -> EvalBatches:
+        return EvalBatches(*self._on_device("test"), self.eval_batch_size)
