@@ -17,6 +17,11 @@ line also reports the test MSE / mean relative L2 after training.
 
     python benchmarks/deeponet_speed.py [--setups antiderivative burgers] [--steps 10000]
         [--burgers-steps 1000] [--threads N] [--with-callbacks] [--data-root data]
+        [--deepxde-python /path/to/venv-with-deepxde/bin/python]
+
+``--deepxde-python``: also time DeepXDE's own example (benchmarks/deepxde_antiderivative.py)
+on the same data in that interpreter, before and after ours, so both see the same machine
+load; the speed-up is then against that measurement instead of the 675 it/s figure.
 
 Data come from the experiments' data configs (generated once into ``--data-root``:
 ``antiderivative_150`` (150/100/1000 functions) and ``burgers128``).
@@ -28,6 +33,9 @@ import argparse
 import json
 import logging
 import os
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -133,6 +141,31 @@ def run(setup: str, steps: int, root: str, with_callbacks: bool, batches_per_ste
     return row
 
 
+def deepxde_row(python: str, root: str, steps: int) -> dict:
+    """DeepXDE's example on ``{root}/antiderivative_150`` (exported to npz), in ``python``."""
+    import numpy as np
+
+    from opnet.data import h5
+
+    folder = Path(root) / "antiderivative_150"
+    arrays = {}
+    for split in ("train", "test"):
+        with h5.open_split(h5.split_path(folder, split)) as f:
+            arrays[f"u_{split}"] = f["inputs/u"][()]
+            arrays[f"s_{split}"] = f["outputs/s"][()]
+            arrays["y"] = f["coords/query"][()].reshape(-1, 1)
+    script = Path(__file__).with_name("deepxde_antiderivative.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "antiderivative.npz"
+        np.savez(data, **arrays)
+        env = dict(os.environ, DDE_BACKEND="pytorch")
+        out = subprocess.run([python, str(script), str(data), "--iterations", str(steps)],
+                             capture_output=True, text=True, env=env, check=False)
+    if out.returncode:
+        raise SystemExit(f"{python} {script} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
@@ -147,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="the experiment's callbacks (checkpoints, progress bar, ...) and "
                              "validation every epoch, as train.py runs it")
     parser.add_argument("--data-root", default="data")
+    parser.add_argument("--deepxde-python", default=None,
+                        help="an interpreter with deepxde installed: time its example too")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -155,10 +190,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     for setup in args.setups:
         steps = args.steps if setup == "antiderivative" else args.burgers_steps
+        compare = args.deepxde_python and setup == "antiderivative"
+        theirs = [deepxde_row(args.deepxde_python, args.data_root, steps)] if compare else []
         row = run(setup, steps, args.data_root, args.with_callbacks, args.batches_per_step,
                   args.bare_steps if setup == "antiderivative" else min(args.bare_steps, 200))
+        if compare:
+            theirs.append(deepxde_row(args.deepxde_python, args.data_root, steps))
+            for r in theirs:
+                print(json.dumps(r), flush=True)
+            rate = sum(r["it_per_s"] for r in theirs) / len(theirs)
+            row.update({"deepxde_it_per_s": round(rate, 1),
+                        "deepxde_test_rel_l2": theirs[-1]["test_rel_l2"],
+                        "speedup_vs_deepxde": round(row["it_per_s"] / rate, 2)})
         print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

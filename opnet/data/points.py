@@ -68,6 +68,20 @@ def grid_points(axes: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack([m.ravel() for m in mesh], axis=1)
 
 
+def _point_coords(path: Path, coords: Mapping[str, np.ndarray], key: str, field: str,
+                  n: int) -> np.ndarray:
+    """``coords/<key>`` as float64 [n, d] for the point field ``field`` ([N, n] values)."""
+    if key not in coords:
+        raise DatasetError(f"{path}: point field {field} [N, {n}] needs coords/{key} [{n}, d] "
+                           f"(the {'sensor locations' if key == 'sensors' else 'query points'})")
+    points = np.asarray(coords[key], dtype=np.float64)
+    points = points[:, None] if points.ndim == 1 else points
+    if len(points) != n:
+        raise DatasetError(f"{path}: {field} has {n} values per function but coords/{key} "
+                           f"holds {len(points)} points")
+    return points
+
+
 def _grid_axes(path: Path, coords: Mapping[str, np.ndarray], shape: Sequence[int],
                stride: int, what: str) -> list[np.ndarray]:
     """Coordinate vectors of a grid field of per-channel shape ``shape`` (before stride)."""
@@ -116,14 +130,7 @@ def read_point_split(path: str | Path, input_field: str, output_fields: Sequence
         if branch == "image":
             raise DatasetError(f"{path}: inputs/{input_field} has shape {list(u.shape)} (sensor "
                                "values [N, m]); branch='image' needs a grid field [N, C, *grid]")
-        if "sensors" not in coords:
-            raise DatasetError(f"{path}: point field inputs/{input_field} [N, m] needs "
-                               "coords/sensors [m] (the sensor locations)")
-        sensors = np.asarray(coords["sensors"], dtype=np.float64)
-        sensors = sensors[:, None] if sensors.ndim == 1 else sensors
-        if len(sensors) != u.shape[1]:
-            raise DatasetError(f"{path}: inputs/{input_field} has {u.shape[1]} sensor values "
-                               f"per function but coords/sensors holds {len(sensors)} points")
+        sensors = _point_coords(path, coords, "sensors", f"inputs/{input_field}", u.shape[1])
         u, sensors = u[:, ::sensor_stride], sensors[::sensor_stride]
     elif u.ndim >= 3:  # grid [N, C, *grid]
         axes = _grid_axes(path, coords, u.shape[2:], sensor_stride, f"inputs/{input_field}")
@@ -142,14 +149,7 @@ def read_point_split(path: str | Path, input_field: str, output_fields: Sequence
     for name in output_fields:
         s = _read(path, "outputs", name, limit)
         if s.ndim == 2:  # [N, Q] at coords/query
-            if "query" not in coords:
-                raise DatasetError(f"{path}: point field outputs/{name} [N, Q] needs "
-                                   "coords/query [Q, d] (the query points)")
-            q = np.asarray(coords["query"], dtype=np.float64)
-            q = q[:, None] if q.ndim == 1 else q
-            if len(q) != s.shape[1]:
-                raise DatasetError(f"{path}: outputs/{name} has {s.shape[1]} values per "
-                                   f"function but coords/query holds {len(q)} points")
+            q = _point_coords(path, coords, "query", f"outputs/{name}", s.shape[1])
             labels.append(s[:, ::query_stride, None])
             q = q[::query_stride]
         elif s.ndim >= 3:  # [N, C, *grid]

@@ -145,11 +145,18 @@ class GroupedLinear(nn.Module):
     def forward(self, x: Tensor, shared: bool) -> Tensor:
         if self.groups == 1:
             x = x if shared else x.squeeze(-2)
-            bias = None if self.bias is None else self.bias[0]
-            return F.linear(x, self.weight[0].t(), bias).unsqueeze(-2)
+            return self.forward_single(x).unsqueeze(-2)
         pattern = "...i,gio->...go" if shared else "...gi,gio->...go"
         out = torch.einsum(pattern, x, self.weight)
         return out if self.bias is None else out + self.bias.to(out.dtype)
+
+    def forward_single(self, x: Tensor) -> Tensor:
+        """G = 1: ``[..., in] -> [..., out]`` as one (add)mm on the flattened leading axes
+        (views of the parameters, so the backward pass allocates nothing extra)."""
+        w = self.weight.view(self.in_features, self.out_features)
+        flat = x.reshape(-1, self.in_features)
+        out = flat @ w if self.bias is None else torch.addmm(self.bias.view(-1), flat, w)
+        return out.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return (f"groups={self.groups}, in_features={self.in_features}, "
@@ -175,6 +182,13 @@ class GroupedMLP(nn.Module):
         self.activate_last = activate_last
 
     def forward(self, x: Tensor, shared: bool = True) -> Tensor:
+        if self.layers[0].groups == 1:  # one plain MLP: no group axis inside the loop
+            x = x if shared else x.squeeze(-2)
+            for i, layer in enumerate(self.layers):
+                x = layer.forward_single(x)
+                if i < len(self.layers) - 1 or self.activate_last:
+                    x = self.act(x)
+            return x.unsqueeze(-2)
         for i, layer in enumerate(self.layers):
             x = layer(x, shared=shared and i == 0)
             if i < len(self.layers) - 1 or self.activate_last:
@@ -460,6 +474,8 @@ class DeepONet(nn.Module):
 def _merge(b: Tensor, t: Tensor, aligned: bool) -> Tensor:
     """b [B, Gb, k], t [N, Gt, k] or [B, N, Gt, k] (Gb, Gt in {1, G}) -> [B, N, G]."""
     pre = "n" if aligned else "bn"
+    if aligned and b.shape[1] == 1 and t.shape[-2] == 1:  # the common case: one matmul
+        return torch.mm(b.view(b.shape[0], -1), t.view(t.shape[0], -1).t()).unsqueeze(-1)
     if t.shape[-2] == 1:
         return torch.einsum(f"bgi,{pre}i->bng", b, t.squeeze(-2))
     if b.shape[1] == 1:

@@ -19,6 +19,12 @@ with ``train/loss_end``, the loss of the end-of-epoch weights on the epoch's las
 (with full batches this is DeepXDE's monitored training loss: the reference protocol keeps
 the checkpoint with the lowest one). Validation/test log ``{stage}/rel_l2`` (mean over
 functions of the relative L2 error over all query points and outputs) and ``{stage}/mse``.
+
+Optimisation is manual (``automatic_optimization = False``): one Lightning training step
+runs one iteration per batch it receives, and the data module may hand it several
+(``data.batches_per_step``). ``trainer.global_step`` and ``trainer.max_steps`` count
+iterations; the loggers' step axis counts Lightning steps (``batches_per_step`` iterations
+each). Gradient clipping and accumulation through the Trainer are not available.
 """
 
 from __future__ import annotations
