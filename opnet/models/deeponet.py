@@ -62,7 +62,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["DARCY_CNN_BRANCH", "CNNBranch", "DeepONet", "FourierFeatures", "GroupedLinear",
