@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import multiprocessing as mp
 import os
 import shutil
@@ -30,6 +31,7 @@ import numpy as np
 import yaml
 
 from data_gen.pdes import get_pde, make_config
+from data_gen.pdes.base import Chunk
 from opnet.data import h5
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
@@ -79,8 +81,11 @@ def _run_chunk(name: str, params: dict, seed: int, split: str, start: int, stop:
     module = get_pde(name)
     cfg = make_config(name, params)
     where = f"pde '{name}', {split} samples {start}..{stop - 1} (seed {seed})"
+    extra = {}
+    if "chunk" in inspect.signature(module.sample).parameters:
+        extra["chunk"] = Chunk(int(seed), SPLIT_IDS[split], int(start))
     try:
-        fields = module.sample(cfg, sample_rngs(seed, split, start, stop))
+        fields = module.sample(cfg, sample_rngs(seed, split, start, stop), **extra)
     except (FloatingPointError, ArithmeticError, np.linalg.LinAlgError) as err:
         raise GenerationError(f"{where}: the solver failed: {err}") from err
     arrays = _flatten(fields)

@@ -65,3 +65,22 @@ def test_virtual_file_stitches_shards_in_order(tmp_path):
     np.testing.assert_array_equal(got, np.concatenate([a, b]))
     with h5.open_split(moved / "train.h5") as f:
         np.testing.assert_array_equal(f["meta/global_index"][()], np.arange(5))
+
+
+def test_string_fields_are_utf8_and_survive_virtual_shards(tmp_path):
+    """/symbols/<name>: numpy str arrays of any width are written as variable-length utf-8
+    (so shards with different widths stitch) and read back as str."""
+    parts = [np.array(["add u_0 u_1", "sin u_0 | cos u_1 é"]), np.array(["mul -2.72 u_2"])]
+    paths = []
+    for k, text in enumerate(parts):
+        path = tmp_path / f"train-0000{k}.h5"
+        specs = {"symbols/expr": (text.shape[1:], text.dtype)}
+        with h5.SplitWriter(path, len(text), specs, {}, {"pde": "toy"}) as w:
+            w.write(0, {"symbols/expr": text}, np.arange(len(text)))
+            paths.append(w.commit())
+    h5.write_virtual(tmp_path / "train.h5", paths, {"pde": "toy"})
+    got = h5.read_symbols(tmp_path / "train.h5", "expr")
+    assert got.tolist() == [*parts[0].tolist(), *parts[1].tolist()]
+    assert h5.field_names(tmp_path / "train.h5")["symbols"] == ["expr"]
+    with pytest.raises(DatasetError, match=r"no field 'symbols/name' \(it has symbols: "):
+        h5.read_symbols(tmp_path / "train.h5", "name")

@@ -18,6 +18,7 @@ PDES: dict[str, str] = {
     "pendulum": "data_gen.pdes.pendulum",
     "diffusion_reaction": "data_gen.pdes.diffusion_reaction",
     "advection": "data_gen.pdes.advection",
+    "ode_systems": "data_gen.pdes.ode_systems",
 }
 
 

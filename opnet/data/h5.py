@@ -5,7 +5,8 @@ One file per split (``train.h5``, ``val.h5``, ``test.h5``) in a dataset folder::
     /inputs/<field>    float32 [N, C, *grid]
     /outputs/<field>   float32 [N, C, *grid]
     /coords/<axis>     float64 grid coordinates
-    /params/<name>     [N] per-sample scalars
+    /params/<name>     [N] per-sample scalars (or [N, k] small per-sample vectors)
+    /symbols/<name>    utf-8 strings [N] (PROSE: the expression in prefix notation)
     /meta/global_index int64 [N] index of each sample within its split (its seed stream)
     attrs: schema_version, pde, split, generator_config (YAML), seed, seed_scheme,
            n_samples, opnet_version, created_utc, (shards: n_shards, shard)
@@ -27,7 +28,8 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "val", "test")
-GROUPS = ("inputs", "outputs", "params")
+GROUPS = ("inputs", "outputs", "params", "symbols")
+STRING = h5py.string_dtype("utf-8")  # variable-length utf-8: /symbols/<name>
 
 
 class DatasetError(ValueError):
@@ -48,8 +50,9 @@ def split_path(folder: str | os.PathLike, split: str) -> Path:
 class SplitWriter:
     """Writes one split file (or shard) atomically; datasets are preallocated.
 
-    ``specs`` maps ``"inputs/coeff"`` -> (per-sample shape, dtype). Use as a context
-    manager: the temporary file is renamed to ``path`` only by :meth:`commit`.
+    ``specs`` maps ``"inputs/coeff"`` -> (per-sample shape, dtype). A numpy string dtype
+    (``<U``/``S``/object) is stored as variable-length utf-8. Use as a context manager: the
+    temporary file is renamed to ``path`` only by :meth:`commit`.
     """
 
     def __init__(self, path: str | os.PathLike, n: int, specs: Mapping[str, tuple],
@@ -60,8 +63,10 @@ class SplitWriter:
         self.n = n
         self.file = h5py.File(self.tmp, "w")
         for key, (shape, dtype) in specs.items():
-            self.file.create_dataset(key, shape=(n, *shape), dtype=dtype,
-                                     chunks=(1, *shape) if shape and n > 0 else None)
+            text = is_string(dtype)
+            self.file.create_dataset(key, shape=(n, *shape), dtype=STRING if text else dtype,
+                                     chunks=(1, *shape) if shape and n > 0 and not text
+                                     else None)
         for axis, values in coords.items():
             self.file.create_dataset(f"coords/{axis}", data=np.asarray(values, np.float64))
         self.file.create_dataset("meta/global_index", shape=(n,), dtype=np.int64)
@@ -71,6 +76,8 @@ class SplitWriter:
         """Write samples ``start .. start+len`` (``arrays`` keyed like ``specs``)."""
         stop = start + len(global_index)
         for key, value in arrays.items():
+            if is_string(np.asarray(value).dtype):
+                value = np.asarray(value).astype(str).astype(object)
             self.file[key][start:stop] = value
         self.file["meta/global_index"][start:stop] = global_index
 
@@ -87,6 +94,12 @@ class SplitWriter:
             self.file.close()
         if exc_type is not None and self.tmp.exists():
             self.tmp.unlink()
+
+
+def is_string(dtype: object) -> bool:
+    """A numpy or h5py string dtype (stored as variable-length utf-8)."""
+    dtype = np.dtype(dtype)
+    return dtype.kind in "USO" or h5py.check_string_dtype(dtype) is not None
 
 
 def base_attrs(attrs: Mapping[str, object], n: int) -> dict[str, object]:
@@ -180,6 +193,16 @@ def read_fields(path: str | os.PathLike, group: str, names: Iterable[str], strid
             index = (slice(0, limit), slice(None)) + (slice(None, None, stride),) * (ds.ndim - 2)
             arrays.append(np.asarray(ds[index], dtype=np.float32))
     return np.concatenate(arrays, axis=1)
+
+
+def read_symbols(path: str | os.PathLike, name: str, limit: int | None = None) -> np.ndarray:
+    """``symbols/<name>`` as a numpy array of str ``[N]``."""
+    with open_split(path) as f:
+        key = f"symbols/{name}"
+        if key not in f:
+            have = sorted(f["symbols"].keys()) if "symbols" in f else []
+            raise DatasetError(f"{path}: has no field '{key}' (it has symbols: {have})")
+        return np.asarray(f[key].asstr()[slice(0, limit)], dtype=str)
 
 
 SPACE_AXES = ("x", "y", "z")
