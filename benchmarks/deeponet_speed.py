@@ -81,9 +81,10 @@ def _bare_loop(module, batch: dict, steps: int) -> float:
     import copy
 
     from opnet.training.deeponet_module import point_loss
+    from opnet.training.flat_adam import FlatAdam
 
     m = copy.deepcopy(module)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3, fused=True)
+    opt = FlatAdam(m.parameters(), lr=1e-3)
     start = time.perf_counter()
     for _ in range(steps):
         loss = point_loss("mse", m(batch["u"], batch["y"], batch.get("idx")), batch["s"])
