@@ -172,19 +172,21 @@ def test_splits_with_other_sensors_are_refused(antiderivative_small, tmp_path):
 # ------------------------------------------------------------------------------ normalizers
 def test_pointwise_normalizer_is_a_per_point_standard_scaler():
     """Labels [N, Q, C]: mean/std per (point, channel); zero spread (s(0) = 0 for every
-    function) keeps std 1 so that point passes through unscaled, as scikit-learn does."""
+    function) keeps std 0: that point decodes to its constant whatever the network says."""
     rng = np.random.default_rng(0)
     s = rng.normal(size=(50, 4, 2)) * [1.0, 2.0] + [3.0, -1.0]
     s[:, 0, :] = 0.0
     norm = PointNormalizer("pointwise", [4, 2], channel_dim=1).fit(s)
     np.testing.assert_allclose(norm.mean.numpy(), s.mean(0), atol=1e-6)
     std = s.std(0)
-    std[0] = 1.0
+    std[0] = 0.0
     np.testing.assert_allclose(norm.std.numpy(), std, rtol=1e-6)
     x = torch.as_tensor(s, dtype=torch.float32)
     z = norm.encode(x)
     assert torch.allclose(z[:, 1:].mean(0), torch.zeros(3, 2), atol=1e-5)
+    assert torch.equal(z[:, 0], torch.zeros(50, 2))
     torch.testing.assert_close(norm.decode(z), x)
+    assert torch.equal(norm.decode(z + 7.0)[:, 0], x[:, 0])  # the constant, exactly
     idx = torch.tensor([3, 1])  # a subset of the points picks their statistics
     torch.testing.assert_close(norm.encode(x[:, idx], idx), z[:, idx])
     idx2 = torch.tensor([[3, 1]] * 50)

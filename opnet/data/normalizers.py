@@ -68,8 +68,13 @@ class PointNormalizer(nn.Module):
     labels ``[Q, C_out]``); ``channel_dim``: the axis of ``feature_shape`` that keeps its
     own statistics under ``"scalar"`` (None: one mean/std for everything). ``"pointwise"``
     keeps one mean/std per entry of ``feature_shape`` (per sensor, or per query point and
-    channel: the CMAME scripts' standard scaler). As scikit-learn's ``StandardScaler``, a
-    zero standard deviation (e.g. s(0) = 0 for every function) is replaced by 1.
+    channel: the CMAME scripts' standard scaler). An entry that is constant over the
+    training set (zero standard deviation: s(0) = 0 for every function, a Dirichlet
+    boundary node) keeps std = 0: ``decode`` returns that constant exactly whatever the
+    network says there, and ``encode`` maps it to 0. (scikit-learn's ``StandardScaler``
+    uses 1 instead, so the network must learn to output the constant: on Darcy's boundary
+    nodes, where the solution is 0 and interior values are ~5e-3, its residual error there
+    would dominate the relative error.)
 
     ``encode(x, idx)`` / ``decode(x, idx)``: x ``[B, *feature_shape]``; for labels at a
     subset of the query points, ``idx`` ([P] or [B, P]) selects the pointwise statistics.
@@ -101,7 +106,7 @@ class PointNormalizer(nn.Module):
         mean = x.mean(dim=dims, keepdim=True)[0]
         std = x.std(dim=dims, keepdim=True, correction=0)[0]  # population std, as sklearn
         std = torch.where(std > 1e-12 * float(std.max().clamp_min(1e-300)), std,
-                          torch.ones_like(std))
+                          torch.zeros_like(std))
         self.mean.copy_(mean.reshape(self.mean.shape).to(self.mean.dtype))
         self.std.copy_(std.reshape(self.std.shape).to(self.std.dtype))
         return self
@@ -115,7 +120,7 @@ class PointNormalizer(nn.Module):
         if self.kind == "none":
             return x
         mean, std = self._stats(idx)
-        return (x - mean) / std
+        return (x - mean) / std.masked_fill(std == 0, 1.0)
 
     def decode(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
         if self.kind == "none":

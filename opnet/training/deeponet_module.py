@@ -9,7 +9,8 @@ The module owns the network, the sensor/label normalizers (:class:`PointNormaliz
 sensor and query coordinates (buffers, so the checkpoint knows where the operator was
 trained), the POD basis of a :class:`~opnet.models.deeponet.PODDeepONet` (fitted on the
 training labels before training, stored in the model's buffers), the loss (``mse``: the
-reference's, or ``rel_l2``) on physical outputs, and Adam/AdamW with a learning-rate schedule
+reference's, in the output normalizer's units as the references' scaled outputs, or
+``rel_l2`` on physical outputs), and Adam/AdamW with a learning-rate schedule
 stepped every iteration (``none`` | ``inverse_time`` = DeepXDE ``("inverse time", decay_steps,
 decay_rate)`` | ``cosine`` | ``onecycle`` | ``step``).
 
@@ -137,7 +138,7 @@ class DeepONetModule(L.LightningModule):
     model: plain dict with ``_target_`` and the network's keyword arguments (sizes filled
         from the data by :meth:`from_data`).
     io: :meth:`PointDataModule.io_spec` (shapes, fields, provenance).
-    loss: ``"mse"`` (reference) or ``"rel_l2"``, on physical outputs.
+    loss: ``"mse"`` (reference; in the output normalizer's units) or ``"rel_l2"`` (physical).
     lr, weight_decay, optimizer (``adam`` | ``adamw``), scheduler ``{"name": ..., ...}``:
         ``inverse_time`` (decay_steps, decay_rate: lr / (1 + rate·step/decay_steps)),
         ``cosine`` (min_lr; over all training steps), ``onecycle`` (div_factor,
@@ -216,6 +217,10 @@ class DeepONetModule(L.LightningModule):
         """Physical ``u``, query points ``y`` -> physical ``s`` [B, P, C_out]. ``idx``: the
         indices of ``y`` in the training query set (needed by pointwise output statistics
         and POD models when y is a subset of it)."""
+        return self.out_norm.decode(self.encoded(u, y, idx), idx)
+
+    def encoded(self, u: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
+        """The network's output [B, P, C_out] in the output normalizer's units."""
         u = self.in_norm.encode(u)
         if self.pod:
             z = self.model(u, self.query.to(u.dtype) if self.model.trunk is not None else None)
@@ -224,7 +229,18 @@ class DeepONetModule(L.LightningModule):
                     z, 1, idx[..., None].expand(-1, -1, z.shape[2]))
         else:
             z = self.model(u, y)
-        return self.out_norm.decode(z, idx)
+        return z
+
+    def training_loss(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """``mse`` in the output normalizer's units (as the references train on scaled
+        outputs: with small physical values, e.g. Darcy's ~1e-2, a physical MSE ~1e-6 gives
+        gradients below Adam's eps and training stalls); ``rel_l2`` (scale-free) on
+        physical outputs."""
+        idx = batch.get("idx")
+        if self.loss_name == "mse":
+            z = self.encoded(batch["u"], batch["y"], idx)
+            return F.mse_loss(z, self.out_norm.encode(batch["s"], idx).to(z.dtype))
+        return point_loss(self.loss_name, self(batch["u"], batch["y"], idx), batch["s"])
 
     # -- steps ---------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -238,7 +254,7 @@ class DeepONetModule(L.LightningModule):
         opt = self.optimizers()
         sched = self.lr_schedulers()
         for b in batch if isinstance(batch, list) else (batch,):
-            loss = point_loss(self.loss_name, self(b["u"], b["y"], b.get("idx")), b["s"])
+            loss = self.training_loss(b)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             opt.step()
@@ -254,8 +270,7 @@ class DeepONetModule(L.LightningModule):
             return
         batch = self._last_batch
         with torch.no_grad():
-            end = point_loss(self.loss_name, self(batch["u"], batch["y"], batch.get("idx")),
-                             batch["s"])
+            end = self.training_loss(batch)
         self.log_dict({"train/loss": self._loss_sum / self._loss_count, "train/loss_end": end},
                       on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
 
