@@ -7,6 +7,7 @@ MODELS: dict[str, str] = {
     "fno": "opnet.models.fno.FNO2d",
     "deeponet": "opnet.models.deeponet.DeepONet",
     "pod_deeponet": "opnet.models.deeponet.PODDeepONet",
+    "prose": "opnet.models.prose.PROSE",
 }
 
 
