@@ -144,18 +144,18 @@ class GroupedLinear(nn.Module):
     def forward(self, x: Tensor, shared: bool) -> Tensor:
         if self.groups == 1:
             x = x if shared else x.squeeze(-2)
-            return self.forward_single(x).unsqueeze(-2)
+            out = self.forward_stacked(x.reshape(1, -1, self.in_features))
+            return out.view(*x.shape[:-1], 1, self.out_features)
         pattern = "...i,gio->...go" if shared else "...gi,gio->...go"
         out = torch.einsum(pattern, x, self.weight)
         return out if self.bias is None else out + self.bias.to(out.dtype)
 
-    def forward_single(self, x: Tensor) -> Tensor:
-        """G = 1: ``[..., in] -> [..., out]`` as one (add)mm on the flattened leading axes
-        (views of the parameters, so the backward pass allocates nothing extra)."""
-        w = self.weight.view(self.in_features, self.out_features)
-        flat = x.reshape(-1, self.in_features)
-        out = flat @ w if self.bias is None else torch.addmm(self.bias.view(-1), flat, w)
-        return out.view(*x.shape[:-1], self.out_features)
+    def forward_stacked(self, x: Tensor) -> Tensor:
+        """``[G, M, in] -> [G, M, out]``: one batched (add)matmul with the stored weights
+        (no per-call reshaping of the parameters: the fewest autograd nodes)."""
+        if self.bias is None:
+            return torch.bmm(x, self.weight)
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
     def extra_repr(self) -> str:
         return (f"groups={self.groups}, in_features={self.in_features}, "
@@ -181,13 +181,15 @@ class GroupedMLP(nn.Module):
         self.activate_last = activate_last
 
     def forward(self, x: Tensor, shared: bool = True) -> Tensor:
-        if self.layers[0].groups == 1:  # one plain MLP: no group axis inside the loop
+        if self.layers[0].groups == 1:  # one plain MLP on [1, M, n] (M = all leading axes)
             x = x if shared else x.squeeze(-2)
+            lead = x.shape[:-1]
+            h = x.reshape(1, -1, x.shape[-1])
             for i, layer in enumerate(self.layers):
-                x = layer.forward_single(x)
+                h = layer.forward_stacked(h)
                 if i < len(self.layers) - 1 or self.activate_last:
-                    x = self.act(x)
-            return x.unsqueeze(-2)
+                    h = self.act(h)
+            return h.view(*lead, 1, h.shape[-1])
         for i, layer in enumerate(self.layers):
             x = layer(x, shared=shared and i == 0)
             if i < len(self.layers) - 1 or self.activate_last:

@@ -175,6 +175,7 @@ class DeepONetModule(L.LightningModule):
         self._loss_sum: Tensor | None = None
         self._loss_count = 0
         self._last_batch: dict[str, Tensor] | None = None
+        self._direct: Any = None  # see _direct_steps
         self.automatic_optimization = False  # per-iteration loop in training_step
 
     # -- construction from data (the protocol train(cfg) uses for every module) ---------
@@ -251,19 +252,42 @@ class DeepONetModule(L.LightningModule):
         """One optimizer iteration per batch (a list of batches: one after the other; the
         data module groups ``batches_per_step`` of them to spare Lightning's per-step cost).
         The schedule is stepped after every iteration."""
-        opt = self.optimizers()
+        direct = self._direct_steps()
+        opt = self.optimizers(use_pl_optimizer=not direct)
         sched = self.lr_schedulers()
         for b in batch if isinstance(batch, list) else (batch,):
             loss = self.training_loss(b)
             opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            opt.step()
+            if direct:
+                loss.backward()
+                opt.step()
+                direct.increment_ready()  # what LightningOptimizer.step does: count it
+                direct.increment_completed()  # (trainer.global_step)
+            else:
+                self.manual_backward(loss)
+                opt.step()
             if sched is not None:
                 sched.step()
             value = loss.detach()
             self._loss_sum = value if self._loss_sum is None else self._loss_sum + value
             self._loss_count += 1
             self._last_batch = b
+
+    def _direct_steps(self) -> Any:
+        """Full precision on one device: backward and optimizer step without Lightning's
+        wrappers (precision plugin, strategy, per-call hooks), which cost about as much as
+        a whole iteration of a small DeepONet. Mixed precision and distributed strategies
+        keep them (scaling, gradient synchronisation). Returns the loop's step counter
+        (which ``trainer.global_step`` reads) or False."""
+        if self._direct is None:
+            trainer = self.trainer
+            loop = getattr(trainer.fit_loop.epoch_loop, "manual_optimization", None)
+            progress = getattr(loop, "optim_step_progress", None)
+            fast = (type(trainer.strategy).__name__ == "SingleDeviceStrategy"
+                    and str(trainer.precision) in ("32-true", "64-true", "32", "64")
+                    and hasattr(progress, "increment_completed"))
+            self._direct = progress if fast else False
+        return self._direct
 
     def on_train_epoch_end(self) -> None:
         if not self._loss_count:
