@@ -17,6 +17,18 @@ TINY_DATA = {"n_train": 64, "n_val": 16, "n_test": 16, "seed": 0}
 TINY_MODEL = ["model.width=8", "model.layers=2", "model.smoothing=[[1,0],[1,0],[1,0]]"]
 
 
+@pytest.fixture
+def one_thread():
+    """Small models: one intra-op thread avoids OpenMP barrier stalls on a busy CPU (use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def darcy16(tmp_path_factory) -> Path:
     """16x16 Darcy train/val/test files (64/16/16 samples)."""

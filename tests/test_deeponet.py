@@ -24,13 +24,7 @@ SMALL_CNN = {"name": "cnn", "in_channels": 2, "channels": [3, 4], "kernel_size":
              "stride": [2, 1], "mlp": [8, 6], "input_size": [9, 9]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP barrier stalls on busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(module: torch.nn.Module) -> int:

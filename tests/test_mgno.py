@@ -21,13 +21,7 @@ NS_SMALL = {**NS2_OFFICIAL, "width": 6, "layers": 2, "smoothing": [[1, 0], [1, 1
 HELM_SMALL = {**HELMHOLTZ_OFFICIAL, "width": 3, "layers": 2, "norm_resolution": [101, 101]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread avoids OpenMP barrier stalls on busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(module: torch.nn.Module) -> int:

@@ -19,13 +19,7 @@ TINY = {"dim": 32, "heads": 4, "ffn": 64, "data_encoder_layers": 1, "symbol_enco
 VOCAB = Vocabulary(3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP stalls on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kwargs) -> PROSE:
