@@ -13,7 +13,10 @@ configuration and the given parameters changed (e.g. out-of-distribution inputs 
 DeepONet; cached under ``data/<name>_eval_<key>-<value>..._seed<seed>``). DeepONet
 checkpoints are evaluated at the dataset's own query points (which may differ from the
 training ones) and report ``mse``, ``mse_wo_outliers`` (largest 0.1 % of the squared errors
-dropped, as the reference) and ``rel_l2``. Prints one JSON line per evaluation.
+dropped, as the reference) and ``rel_l2``. PROSE checkpoints report the PROSE §5 metrics
+(``rel_l2_2_4``, ``rel_l2_4_6``, ``rel_l2_2_6``, ``valid_pct``, ``expr_error``) with the
+training run's test noise and symbol inputs; ``--set gamma=0.15`` is the paper's
+out-of-distribution test. Prints one JSON line per evaluation.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ import torch
 import yaml
 
 from opnet.data import h5
-from opnet.surrogate import DeepONetSurrogate, Surrogate, load_operator
+from opnet.surrogate import DeepONetSurrogate, ProseSurrogate, Surrogate, load_operator
 from opnet.training.losses import h1, rel_l2
 
-Operator = Surrogate | DeepONetSurrogate
+Operator = Surrogate | DeepONetSurrogate | ProseSurrogate
 
 
 def evaluate_points(op: DeepONetSurrogate, data_dir: str | os.PathLike, split: str = "test",
@@ -57,13 +60,69 @@ def evaluate_points(op: DeepONetSurrogate, data_dir: str | os.PathLike, split: s
     return out
 
 
+def evaluate_prose(op: ProseSurrogate, data_dir: str | os.PathLike, split: str = "test",
+                   limit: int | None = None, batch_size: int = 256) -> dict:
+    """PROSE §5 metrics of ``op`` on ``data_dir/split`` (an ode_systems dataset): the same
+    noise and symbol inputs as the training run's test (the checkpoint's noise level,
+    corruption probabilities and seeds): relative L2 on [2, 4], [4, 6], [2, 6] against the
+    noisy targets, and (with a symbol decoder) valid % and the expression error."""
+    import numpy as np
+
+    from opnet.data.prose import ProseDataModule
+    from opnet.symbolic import parse_prefix
+    from opnet.training.prose_metrics import decode_ids, expression_errors, relative_errors
+
+    io = op.io
+    if split not in ("val", "test"):
+        raise ValueError(f"split={split!r}: PROSE evaluation reads 'val' or 'test'")
+    dm = ProseDataModule(str(data_dir), symbols=op.mode, max_dim=op.max_dim,
+                         eval_batch_size=batch_size, noise_level=io.get("noise_level", 0.02),
+                         p_add=io.get("p_add", 0.15), p_delete=io.get("p_delete", 0.15),
+                         noise_seed=io.get("noise_seed", 1),
+                         corruption_seed=io.get("corruption_seed", 2),
+                         **{f"n_{split}": limit})
+    dm.setup("test" if split == "test" else "validate")
+    loader = dm.test_dataloader() if split == "test" else dm.val_dataloader()
+    sums: dict[str, list[float]] = {}
+
+    def add(name: str, values: np.ndarray) -> None:
+        pair = sums.setdefault(name, [0.0, 0])
+        pair[0] += float(np.sum(values))
+        pair[1] += len(values)
+
+    for batch in loader:
+        skel = None
+        if "symbols" in batch and op.model.symbol_input:
+            skel = [dm.vocab.strip(dm.vocab.decode(row)) for row in batch["symbols"]]
+        res = op.predict(batch["t_in"], batch["u_in"], skel, t_out=batch["t_out"],
+                         dims=batch["dim"], batch_size=batch_size)
+        errors = relative_errors(res.values, batch["u_out"], batch["dim_mask"],
+                                 batch["t_out"])
+        for name, e in errors.items():
+            add(f"rel_l2_{name}", e.numpy())
+        if res.tokens is not None and "target_out" in batch:
+            pred = [None if p is None else parse_prefix(p) for p in res.prefix]
+            true = [decode_ids(row, op.vocab)[0] for row in batch["target_out"]]
+            valid, err = expression_errors(pred, true, batch["dim"].numpy(),
+                                           op.metadata.get("expression_points", 50),
+                                           op.metadata.get("expression_seed", 0))
+            add("valid_pct", 100.0 * valid)
+            add("expr_error", err[valid])
+    out = {"data": str(h5.split_path(data_dir, split)), "samples": len(dm.splits[split])}
+    out.update({k: (t / n if n else float("nan")) for k, (t, n) in sums.items()})
+    out["rel_l2"] = out["rel_l2_2_6"]
+    return out
+
+
 def evaluate(operator: Operator | str | os.PathLike, data_dir: str | os.PathLike,
              split: str = "test", stride: int = 1, limit: int | None = None) -> dict:
     """Mean per-sample relative L2 and FFT-H1 errors of ``operator`` on ``data_dir/split``
-    (DeepONets: :func:`evaluate_points`)."""
+    (DeepONets: :func:`evaluate_points`; PROSE: :func:`evaluate_prose`)."""
     op = operator if isinstance(operator, Operator) else load_operator(operator)
     if isinstance(op, DeepONetSurrogate):
         return evaluate_points(op, data_dir, split, limit)
+    if isinstance(op, ProseSurrogate):
+        return evaluate_prose(op, data_dir, split, limit)
     path = h5.split_path(data_dir, split)
     x = h5.read_fields(path, "inputs", op.io["input_fields"], stride, limit)
     y = torch.from_numpy(h5.read_fields(path, "outputs", op.io["output_fields"], stride, limit))

@@ -187,7 +187,8 @@ def test_train_py_entry_point_runs(darcy16, tmp_path):
 
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment")
-                     .glob("*.yaml") if not p.stem.startswith("deeponet"))  # test_deeponet_training
+                     .glob("*.yaml") if not p.stem.startswith(("deeponet", "prose")))
+# deeponet_*: tests/test_deeponet_training.py; prose_*: tests/test_prose_training.py
 
 
 @pytest.fixture(scope="module")

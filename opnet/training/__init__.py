@@ -6,8 +6,9 @@ does not import Hydra.
 
 from opnet.training.deeponet_module import DeepONetModule
 from opnet.training.module import ConfigError, OperatorModule
+from opnet.training.prose_module import ProseModule
 
-__all__ = ["ConfigError", "DeepONetModule", "OperatorModule", "train"]
+__all__ = ["ConfigError", "DeepONetModule", "OperatorModule", "ProseModule", "train"]
 
 
 def __getattr__(name: str):
