@@ -344,3 +344,16 @@ def test_gradients_reach_every_parameter():
     missing = [n for n, p in model.named_parameters()
                if p.grad is None or not torch.count_nonzero(p.grad)]
     assert not missing, missing
+
+
+def test_sequences_past_the_position_table_are_named():
+    """Symbol input or decoding longer than max_positions: a ValueError naming the limit,
+    not an index error from the sinusoidal table."""
+    model = tiny(max_positions=6)
+    b = batch(n_sym=8)
+    with pytest.raises(ValueError, match="symbol-encoder position 7 exceeds max_positions=6"):
+        model(b["t_in"], b["u_in"], symbols=b["symbols"], t_out=b["t_out"],
+              target_tokens=b["target_tokens"][:, :4])
+    with pytest.raises(ValueError, match="decoder position 8 exceeds max_positions=6"):
+        model(b["t_in"], b["u_in"], symbols=b["symbols"][:, :4], t_out=b["t_out"],
+              target_tokens=b["target_tokens"])

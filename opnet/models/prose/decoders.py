@@ -19,7 +19,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from opnet.models.prose.layers import KVCache, Stack, init_embedding, sinusoidal_table
+from opnet.models.prose.layers import (
+    KVCache,
+    Stack,
+    embed_tokens,
+    init_embedding,
+    sinusoidal_table,
+)
 
 __all__ = ["DataDecoder", "Generated", "SymbolDecoder"]
 
@@ -82,11 +88,7 @@ class SymbolDecoder(nn.Module):
         return [layer.cross_attn.memory_kv(memory) for layer in self.stack.layers]
 
     def _embed(self, tokens: Tensor, start: int = 0) -> Tensor:
-        end = start + tokens.size(1)
-        if end > self.positions.size(0):
-            raise ValueError(f"decoder position {end - 1} exceeds max_positions="
-                             f"{self.positions.size(0)}")
-        return self.embedding(tokens) + self.positions[start:end]
+        return embed_tokens(self.embedding, self.positions, tokens, start, "decoder")
 
     def forward(self, tokens: Tensor, memory: Tensor, memory_mask: Tensor | None = None,
                 mask: Tensor | None = None) -> Tensor:

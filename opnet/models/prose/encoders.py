@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from opnet.models.prose.layers import Stack, init_embedding, sinusoidal_table
+from opnet.models.prose.layers import Stack, embed_tokens, init_embedding, sinusoidal_table
 
 __all__ = ["DataEmbedder", "DataEncoder", "SymbolEncoder"]
 
@@ -70,9 +70,5 @@ class SymbolEncoder(nn.Module):
 
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
         """tokens: [B, L] ids; mask: [B, L] bool, True = a real token (None: all real)."""
-        length = tokens.size(1)
-        if length > self.positions.size(0):
-            raise ValueError(f"symbol sequence of {length} tokens exceeds max_positions="
-                             f"{self.positions.size(0)}")
-        x = self.embedding(tokens) + self.positions[:length]
-        return self.stack(x, mask)
+        return self.stack(embed_tokens(self.embedding, self.positions, tokens, 0,
+                                       "symbol-encoder"), mask)

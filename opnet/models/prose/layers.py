@@ -229,6 +229,16 @@ class Block(nn.Module):
         return self._sublayer(x, self.ffn, self.norm_ffn, dropout=False)
 
 
+def embed_tokens(embedding: nn.Embedding, positions: Tensor, tokens: Tensor, start: int = 0,
+                 what: str = "token") -> Tensor:
+    """Token embedding plus the sinusoidal positions ``start .. start + L - 1``: [B, L] ids
+    -> [B, L, d]; a sequence past the table names ``max_positions``."""
+    end = start + tokens.size(1)
+    if end > positions.size(0):
+        raise ValueError(f"{what} position {end - 1} exceeds max_positions={positions.size(0)}")
+    return embedding(tokens) + positions[start:end]
+
+
 def init_embedding(embedding: nn.Embedding) -> nn.Embedding:
     """The reference's init: N(0, d^-0.5), the padding row (if any) zero."""
     nn.init.normal_(embedding.weight, mean=0.0, std=embedding.embedding_dim ** -0.5)
