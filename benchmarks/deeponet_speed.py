@@ -126,7 +126,7 @@ def run(setup: str, steps: int, root: str, with_callbacks: bool, batches_per_ste
     row = {"setup": setup, "framework": "opnet+lightning", "iterations": trainer.global_step,
            "it_per_s": round(trainer.global_step / clock.seconds, 1),
            "fit_seconds": round(clock.seconds, 2), "wall_seconds": round(wall, 2),
-           "batches_per_step": datamodule.batches_per_step, "callbacks": with_callbacks,
+           "batches_per_step": trainer.train_dataloader.group, "callbacks": with_callbacks,
            "params": sum(p.numel() for p in module.model.parameters()),
            "threads": torch.get_num_threads()}
     batch = next(iter(datamodule.train_dataloader()))

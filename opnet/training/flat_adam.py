@@ -59,10 +59,17 @@ class FlatAdam(torch.optim.Optimizer):
                 offset += n
         return flat
 
-    def _is_flat(self) -> bool:
+    def is_flat(self) -> bool:
+        """Are the parameters still views of the flat buffer?"""
         first = self._params[0]
         return (first.device == self._flat.device
                 and first.data_ptr() == self._flat.data_ptr())
+
+    def flat_parameters(self) -> Tensor:
+        """The flat parameter buffer (re-flattened first if the parameters moved)."""
+        if not self.is_flat():
+            self._flat = self._flatten()
+        return self._flat
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self._params:
@@ -77,15 +84,22 @@ class FlatAdam(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if not self._is_flat():
-            self._flat = self._flatten()
-        group = self.param_groups[0]
         if all(p.grad is None for p in self._params):
             return loss
+        self.flat_parameters()
         grad = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                           for p in self._params])
-        state = self.state[self._params[0]]
+        self.step_with_gradient(grad)
+        return loss
+
+    @torch.no_grad()
+    def step_with_gradient(self, grad: Tensor) -> None:
+        """One update from the flat gradient ``grad`` (laid out as :meth:`flat_parameters`;
+        it may be modified by the weight decay)."""
+        self._opt_called = True  # what Optimizer.step's wrapper records for the LR schedulers
+        group = self.param_groups[0]
         flat = self._flat
+        state = self.state[self._params[0]]
         if not state:
             state["step"] = torch.zeros((), dtype=torch.float64)
             state["exp_avg"] = torch.zeros_like(flat)
@@ -107,4 +121,3 @@ class FlatAdam(torch.optim.Optimizer):
         v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
         denom = (v.sqrt() / math.sqrt(1.0 - beta2 ** step)).add_(eps)
         flat.addcdiv_(m, denom, value=-lr / (1.0 - beta1 ** step))
-        return loss
