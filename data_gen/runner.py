@@ -33,6 +33,7 @@ import yaml
 from data_gen.pdes import get_pde, make_config
 from data_gen.pdes.base import Chunk
 from opnet.data import h5
+from opnet.files import write_text_atomic
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 SEED_SCHEME = "numpy.random.SeedSequence([seed, split_id, global_index]); train=0 val=1 test=2"
@@ -240,7 +241,7 @@ def generate(pde: str | Mapping[str, object] = "darcy", out: str | os.PathLike =
             paths = [h5.write_virtual(h5.split_path(out, split), paths, attrs), *paths]
         written[split] = paths
     shutil.rmtree(partial, ignore_errors=True)
-    _write_atomic(out / "config.yaml", yaml.safe_dump(
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(
         {"pde": {"name": pde, **params}, "seed": int(seed),
          **{f"n_{k}": v for k, v in sizes.items()}, "chunk_size": chunk_size,
          "shard_size": shard_size, "num_shards": num_shards}, sort_keys=False))
@@ -289,12 +290,6 @@ def merge(out: str | os.PathLike) -> dict[str, Path]:
 
 def _shard_index(path: Path) -> int:
     return int(path.stem.rsplit("-", 1)[1])
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _check_partial(partial: Path, identity: dict) -> None:

@@ -1,50 +1,74 @@
-"""Evaluate a trained operator on a dataset split, across grid resolutions, or on a test set
-regenerated with other generator parameters.
+"""Evaluate a trained operator: a table of metrics, ``metrics.json`` and (optionally) figures.
 
-    python -m opnet.evaluate CKPT --data data/darcy64 [--split test] [--stride 1]
-    python -m opnet.evaluate CKPT --resolutions 32 64 128 [--n 100] [--seed 1]
-    python -m opnet.evaluate CKPT --set space=chebyshev [--set n_query=1001] [--n 1000]
+    python -m opnet.evaluate ckpt=PATH                         # the training data's test split
+    python -m opnet.evaluate ckpt=PATH data=data/darcy64       # a folder or a conf/data name
+    python -m opnet.evaluate ckpt=PATH resolution=[32,64,128]  # fresh test sets per resolution
+    python -m opnet.evaluate ckpt=PATH set={space:chebyshev}   # a fresh set, generator changed
+    python -m opnet.evaluate ckpt=PATH plots=true              # + PNG figures (matplotlib)
 
-The second form regenerates test sets with the generator configuration recorded in the
-checkpoint, at each resolution (cached under ``data/<name>_eval<res>_seed<seed>``), and
-reports the errors of the model trained on one grid when evaluated on others
-(discretisation behaviour). The third regenerates one test set with the recorded
-configuration and the given parameters changed (e.g. out-of-distribution inputs for a
-DeepONet; cached under ``data/<name>_eval_<key>-<value>..._seed<seed>``). DeepONet
-checkpoints are evaluated at the dataset's own query points (which may differ from the
-training ones) and report ``mse``, ``mse_wo_outliers`` (largest 0.1 % of the squared errors
-dropped, as the reference) and ``rel_l2``. PROSE checkpoints report the PROSE §5 metrics
-(``rel_l2_2_4``, ``rel_l2_4_6``, ``rel_l2_2_6``, ``valid_pct``, ``expr_error``) with the
-training run's test noise and symbol inputs; ``--set gamma=0.15`` is the paper's
-out-of-distribution test. Prints one JSON line per evaluation.
+(Hydra app, ``conf/evaluate/evaluate.yaml``; outputs in ``outputs/evaluate/<time>/`` unless
+``output_dir=`` is given.) Metrics are computed on de-normalised outputs (:mod:`opnet.metrics`):
+grid operators report relative L2, FFT-H1, MSE and the PDEBench metrics (RMSE, nRMSE, max
+error, cRMSE, bRMSE, fRMSE in low/mid/high Fourier bands), time-stepping operators the same
+on their autoregressive rollout; DeepONets the same without the grid-only ones, at the
+dataset's own query points, plus ``mse_wo_outliers`` (the largest 0.1 % of squared errors
+dropped, as the reference); PROSE its §5 metrics (``rel_l2_2_4``, ``rel_l2_4_6``,
+``rel_l2_2_6``, ``valid_pct``, ``expr_error``) with the training run's test noise and symbol
+inputs (``set={gamma:0.15}`` is the paper's out-of-distribution test).
+
+``resolution`` regenerates test sets with the generator configuration recorded in the
+checkpoint at each resolution (cached under ``<data_root>/<name>_eval<res>_seed<seed>``): the
+errors of an operator trained on one grid evaluated on others. ``set`` regenerates one test
+set with generator parameters changed (cached under ``<data_root>/<name>_eval_<k>-<v>_seed<seed>``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import torch
+import numpy as np
 import yaml
 
 from opnet.data import h5
+from opnet.files import write_text_atomic
 from opnet.surrogate import DeepONetSurrogate, ProseSurrogate, Surrogate, load_operator
-from opnet.training.losses import h1, rel_l2
 
 Operator = Surrogate | DeepONetSurrogate | ProseSurrogate
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+@dataclass
+class Evaluation:
+    """One evaluation: ``row`` (metrics and provenance, JSON-ready) and, for figures, the
+    first samples: ``kind`` (``grid1d`` | ``grid2d`` | ``points`` | ``trajectory``),
+    ``inputs``/``truth``/``pred`` (physical units), ``coords``, ``equations`` (PROSE) and
+    ``errors`` (per-sample relative L2 of every sample)."""
+
+    row: dict[str, Any]
+    kind: str
+    inputs: Any = None
+    truth: Any = None
+    pred: Any = None
+    coords: Any = None
+    equations: list[str] | None = None
+    errors: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def _jsonable(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in metrics.items()}
 
 
 def evaluate_points(op: DeepONetSurrogate, data_dir: str | os.PathLike, split: str = "test",
-                    limit: int | None = None) -> dict:
-    """Errors of a DeepONet on ``data_dir/split`` at that dataset's query points; its
-    sensors must be the checkpoint's (after the training sensor stride)."""
-    import numpy as np
-
+                    limit: int | None = None, keep: int = 0) -> Evaluation:
+    """A DeepONet on ``data_dir/split`` at that dataset's query points; its sensors must be
+    the checkpoint's (after the training sensor stride)."""
     from opnet.data.points import read_point_split
-    from opnet.training.deeponet_module import exact_metrics
+    from opnet.metrics import per_sample_rel_l2, point_metrics
 
     io = op.io
     path = h5.split_path(data_dir, split)
@@ -53,21 +77,56 @@ def evaluate_points(op: DeepONetSurrogate, data_dir: str | os.PathLike, split: s
     if geo["sensors"].shape != op.sensors.shape or not np.allclose(geo["sensors"], op.sensors):
         raise h5.DatasetError(f"{path}: its sensors ({len(geo['sensors'])} points) are not the "
                               f"{len(op.sensors)} sensor locations the operator was trained with")
-    pred = op.predict(data.u.numpy(), geo["query"])
-    out = {"data": str(path), "samples": len(data), "n_query": int(len(geo["query"])),
+    s = data.s.numpy()
+    pred = op.predict(data.u.numpy(), geo["query"]).reshape(s.shape)
+    row = {"data": str(path), "samples": len(data), "n_query": int(len(geo["query"])),
            "train_n_query": int(len(op.query))}
-    out.update(exact_metrics(pred.reshape(data.s.shape), data.s.numpy()))
-    return out
+    row.update(_jsonable(point_metrics(pred, s)))
+    u = data.u.numpy()
+    return Evaluation(row, "points", u[:keep], s[:keep], pred[:keep],
+                      {"sensors": geo["sensors"], "query": geo["query"]},
+                      errors=per_sample_rel_l2(pred, s))
+
+
+def evaluate_grid(op: Surrogate, data_dir: str | os.PathLike, split: str = "test",
+                  stride: int = 1, limit: int | None = None, keep: int = 0) -> Evaluation:
+    """A grid operator on ``data_dir/split`` at that dataset's grid (any resolution the
+    operator accepts, subsampled by ``stride``); a time-stepping operator (trained on
+    trajectories) is rolled out from each trajectory's first frame."""
+    from opnet.metrics import grid_metrics, per_sample_rel_l2
+
+    io, path = op.io, h5.split_path(data_dir, split)
+    dataset = io["dataset"]
+    if dataset.get("trajectory_field"):
+        from opnet.data.trajectory import read_trajectories
+
+        steps = int(io.get("rollout_steps") or 1)
+        traj = read_trajectories(path, dataset["trajectory_field"],
+                                 dataset.get("initial_field"), steps + 1, stride, limit)
+        x, y = traj[:, :1], traj[:, 1:]
+        pred = op.rollout(x, steps)
+    else:
+        x = h5.read_fields(path, "inputs", io["input_fields"], stride, limit)
+        y = h5.read_fields(path, "outputs", io["output_fields"], stride, limit)
+        pred = op.predict(x)
+    row = {"data": str(path), "grid": list(y.shape[2:]), "samples": len(y),
+           "train_grid": io["grid"]}
+    row.update(_jsonable(grid_metrics(pred, y)))
+    kind = "grid2d" if y.ndim == 4 else "grid1d"
+    coords = None
+    if kind == "grid1d":
+        coords = np.linspace(0.0, 1.0, y.shape[-1])
+    return Evaluation(row, kind, x[:keep, 0], y[:keep, 0], pred[:keep, 0], coords,
+                      errors=per_sample_rel_l2(pred, y))
 
 
 def evaluate_prose(op: ProseSurrogate, data_dir: str | os.PathLike, split: str = "test",
-                   limit: int | None = None, batch_size: int = 256) -> dict:
+                   limit: int | None = None, batch_size: int = 256,
+                   keep: int = 0) -> Evaluation:
     """PROSE §5 metrics of ``op`` on ``data_dir/split`` (an ode_systems dataset): the same
     noise and symbol inputs as the training run's test (the checkpoint's noise level,
     corruption probabilities and seeds): relative L2 on [2, 4], [4, 6], [2, 6] against the
     noisy targets, and (with a symbol decoder) valid % and the expression error."""
-    import numpy as np
-
     from opnet.data.prose import ProseDataModule
     from opnet.symbolic import parse_prefix
     from opnet.training.prose_metrics import decode_ids, expression_errors, relative_errors
@@ -90,6 +149,9 @@ def evaluate_prose(op: ProseSurrogate, data_dir: str | os.PathLike, split: str =
         pair[0] += float(np.sum(values))
         pair[1] += len(values)
 
+    kept: dict[str, list] = {"t_in": [], "u_in": [], "t_out": [], "u_out": [], "pred": [],
+                             "eq": []}
+    per_sample = []
     for batch in loader:
         skel = None
         if "symbols" in batch and op.model.symbol_input:
@@ -100,6 +162,17 @@ def evaluate_prose(op: ProseSurrogate, data_dir: str | os.PathLike, split: str =
                                  batch["t_out"])
         for name, e in errors.items():
             add(f"rel_l2_{name}", e.numpy())
+        per_sample.append(errors["2_6"].numpy())
+        room = keep - len(kept["eq"])
+        if room > 0:
+            for i in range(min(room, len(res.values))):
+                d = int(batch["dim"][i])
+                for key, value in (("t_in", batch["t_in"][i]), ("t_out", batch["t_out"][i]),
+                                   ("u_in", batch["u_in"][i, :, :d]),
+                                   ("u_out", batch["u_out"][i, :, :d]),
+                                   ("pred", res.values[i][:, :d])):
+                    kept[key].append(np.asarray(value))
+                kept["eq"].append(res.infix[i] if res.infix is not None else None)
         if res.tokens is not None and "target_out" in batch:
             pred = [None if p is None else parse_prefix(p) for p in res.prefix]
             true = [decode_ids(row, op.vocab)[0] for row in batch["target_out"]]
@@ -108,123 +181,219 @@ def evaluate_prose(op: ProseSurrogate, data_dir: str | os.PathLike, split: str =
                                            op.metadata.get("expression_seed", 0))
             add("valid_pct", 100.0 * valid)
             add("expr_error", err[valid])
-    out = {"data": str(h5.split_path(data_dir, split)), "samples": len(dm.splits[split])}
-    out.update({k: (t / n if n else float("nan")) for k, (t, n) in sums.items()})
-    out["rel_l2"] = out["rel_l2_2_6"]
-    return out
+    row = {"data": str(h5.split_path(data_dir, split)), "samples": len(dm.splits[split])}
+    row.update({k: (t / n if n else float("nan")) for k, (t, n) in sums.items()})
+    row["rel_l2"] = row["rel_l2_2_6"]
+    equations = kept["eq"] if any(e is not None for e in kept["eq"]) else None
+    return Evaluation(row, "trajectory", kept["u_in"], kept["u_out"], kept["pred"],
+                      {"t_in": kept["t_in"], "t_out": kept["t_out"]}, equations,
+                      np.concatenate(per_sample) if per_sample else np.zeros(0))
+
+
+def _operator(operator: Operator | str | os.PathLike) -> Operator:
+    return operator if isinstance(operator, Operator) else load_operator(operator)
+
+
+def evaluation(operator: Operator | str | os.PathLike, data_dir: str | os.PathLike,
+               split: str = "test", stride: int = 1, limit: int | None = None,
+               keep: int = 0) -> Evaluation:
+    """``operator`` (or a checkpoint path) on ``data_dir/split`` (at most ``limit``
+    samples; grids subsampled by ``stride``), keeping ``keep`` samples for figures."""
+    op = _operator(operator)
+    if isinstance(op, DeepONetSurrogate):
+        return evaluate_points(op, data_dir, split, limit, keep)
+    if isinstance(op, ProseSurrogate):
+        return evaluate_prose(op, data_dir, split, limit, keep=keep)
+    return evaluate_grid(op, data_dir, split, stride, limit, keep)
 
 
 def evaluate(operator: Operator | str | os.PathLike, data_dir: str | os.PathLike,
              split: str = "test", stride: int = 1, limit: int | None = None) -> dict:
-    """Mean per-sample relative L2 and FFT-H1 errors of ``operator`` on ``data_dir/split``
-    (DeepONets: :func:`evaluate_points`; PROSE: :func:`evaluate_prose`)."""
-    op = operator if isinstance(operator, Operator) else load_operator(operator)
-    if isinstance(op, DeepONetSurrogate):
-        return evaluate_points(op, data_dir, split, limit)
-    if isinstance(op, ProseSurrogate):
-        return evaluate_prose(op, data_dir, split, limit)
-    path = h5.split_path(data_dir, split)
-    x = h5.read_fields(path, "inputs", op.io["input_fields"], stride, limit)
-    y = torch.from_numpy(h5.read_fields(path, "outputs", op.io["output_fields"], stride, limit))
-    pred = torch.from_numpy(op.predict(x))
-    out = {"data": str(path), "grid": list(x.shape[2:]), "samples": len(x),
-           "train_grid": op.io["grid"], "rel_l2": float(rel_l2(pred, y).mean())}
-    if pred.ndim == 4:
-        out["h1"] = float(h1(pred, y).mean())
-    return out
+    """The metrics row of :func:`evaluation` (JSON-ready dict)."""
+    return evaluation(operator, data_dir, split, stride, limit).row
 
 
 def _generator_config(op: Operator) -> dict:
     dataset = op.io["dataset"]
     if not dataset.get("generator_config"):
         raise ValueError("the checkpoint records no generator configuration; evaluate on an "
-                         "existing dataset with evaluate(ckpt, data_dir) instead")
+                         "existing dataset (data=<folder>) instead")
     pde = yaml.safe_load(dataset["generator_config"])
     if not isinstance(pde, dict) or "name" not in pde or "importer" in pde:
         raise ValueError("the checkpoint was trained on imported data (no opnet generator "
-                         "to make new test sets); evaluate on existing datasets with "
-                         "evaluate(ckpt, data_dir) instead")
+                         "to make new test sets); evaluate on existing datasets "
+                         "(data=<folder>) instead")
     return pde
 
 
-def evaluate_generated(operator: Operator | str | os.PathLike, changes: dict, n: int = 100,
-                       seed: int = 1, data_root: str | os.PathLike = "data",
-                       workers: int = 1) -> dict:
+def generated_evaluation(operator: Operator | str | os.PathLike, changes: Mapping[str, Any],
+                         n: int = 100, seed: int = 1, data_root: str | os.PathLike = "data",
+                         workers: int = 1, keep: int = 0) -> Evaluation:
     """Errors on a fresh test set made by the checkpoint's own generator configuration with
     ``changes`` applied (e.g. ``{"space": "chebyshev"}``: inputs the operator never saw)."""
     from data_gen import generate
 
-    op = operator if isinstance(operator, Operator) else load_operator(operator)
+    op = _operator(operator)
+    changes = dict(changes)
     pde = _generator_config(op)
     unknown = sorted(set(changes) - set(pde))
     if unknown:
-        raise ValueError(f"--set {unknown}: generator '{pde['name']}' has no such parameter "
+        raise ValueError(f"set={unknown}: generator '{pde['name']}' has no such parameter "
                          f"(it has {sorted(k for k in pde if k != 'name')})")
     tag = "_".join(f"{k}-{v}" for k, v in sorted(changes.items())) or "same"
     out = Path(data_root) / f"{op.io['dataset'].get('name', pde['name'])}_eval_{tag}_seed{seed}"
     generate({**pde, **changes}, out=out, n_train=0, n_val=0, n_test=n, seed=seed,
              workers=workers, progress=False)
-    return {**evaluate(op, out), "changes": dict(changes)}
+    result = evaluation(op, out, keep=keep)
+    result.row["changes"] = changes
+    return result
 
 
-def evaluate_resolutions(operator: Operator | str | os.PathLike, resolutions: Sequence[int],
-                         n: int = 100, seed: int = 1, data_root: str | os.PathLike = "data",
-                         workers: int = 1) -> list[dict]:
+def evaluate_generated(operator: Operator | str | os.PathLike, changes: Mapping[str, Any],
+                       n: int = 100, seed: int = 1, data_root: str | os.PathLike = "data",
+                       workers: int = 1) -> dict:
+    """:func:`generated_evaluation`'s metrics row."""
+    return generated_evaluation(operator, changes, n, seed, data_root, workers).row
+
+
+def resolution_evaluations(operator: Operator | str | os.PathLike, resolutions: Sequence[int],
+                           n: int = 100, seed: int = 1, data_root: str | os.PathLike = "data",
+                           workers: int = 1, keep: int = 0) -> list[Evaluation]:
     """Errors on fresh test sets generated at each resolution with the checkpoint's own
     generator configuration (seed differs from training so the samples are new)."""
     from data_gen import generate  # only this function needs the generators
 
-    op = operator if isinstance(operator, Operator) else load_operator(operator)
+    op = _operator(operator)
     dataset = op.io["dataset"]
     pde = _generator_config(op)
     if "resolution" not in pde:
         raise ValueError(f"generator '{pde['name']}' has no 'resolution' parameter; evaluate "
-                         "on existing datasets with evaluate(ckpt, data_dir) instead")
+                         "on existing datasets (data=<folder>) instead")
     results = []
     for res in resolutions:
         out = Path(data_root) / f"{dataset.get('name', pde['name'])}_eval{res}_seed{seed}"
         generate({**pde, "resolution": int(res)}, out=out, n_train=0, n_val=0, n_test=n,
                  seed=seed, workers=workers, progress=False)
-        results.append(evaluate(op, out))
+        results.append(evaluation(op, out, keep=keep))
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("--data", help="dataset folder holding <split>.h5")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--stride", type=int, default=1)
-    parser.add_argument("--resolutions", type=int, nargs="+")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="regenerate a test set with this generator parameter changed")
-    parser.add_argument("--n", type=int, default=100, help="test samples per resolution")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--data-root", default="data")
-    parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args(argv)
-    if sum(map(bool, (args.data, args.resolutions, args.set))) != 1:
-        parser.error("give exactly one of --data, --resolutions or --set")
-    op = load_operator(args.checkpoint)
-    if args.data:
-        rows = [evaluate(op, args.data, args.split, args.stride)]
-    elif args.set:
-        changes = {}
-        for item in args.set:
-            key, sep, value = item.partition("=")
-            if not sep:
-                parser.error(f"--set {item}: expected KEY=VALUE")
-            changes[key] = yaml.safe_load(value)
-        try:
-            rows = [evaluate_generated(op, changes, args.n, args.seed, args.data_root,
-                                       args.workers)]
-        except ValueError as err:
-            parser.error(str(err))
+def evaluate_resolutions(operator: Operator | str | os.PathLike, resolutions: Sequence[int],
+                         n: int = 100, seed: int = 1, data_root: str | os.PathLike = "data",
+                         workers: int = 1) -> list[dict]:
+    """:func:`resolution_evaluations`' metrics rows."""
+    return [e.row for e in resolution_evaluations(operator, resolutions, n, seed, data_root,
+                                                   workers)]
+
+
+# ------------------------------------------------------------------------------- the app
+def resolve_data(data: str | None, op: Operator) -> Path:
+    """``data``: a dataset folder, a ``conf/data`` config name (its ``data_dir``), or None
+    (the dataset the checkpoint was trained on)."""
+    if data is None:
+        path = op.io["dataset"].get("path")
+        if not path:
+            raise ValueError("the checkpoint records no dataset path: give data=<folder>")
+        return Path(path)
+    if Path(data).is_dir():
+        return Path(data)
+    if (CONF / "data" / f"{data}.yaml").is_file():
+        from hydra import compose, initialize_config_dir
+
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=[f"data={data}"])
+        return Path(cfg.data.data_dir)
+    names = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
+    raise ValueError(f"data={data}: neither a dataset folder nor a data config (conf/data: "
+                     f"{', '.join(names)})")
+
+
+def run(cfg: Mapping[str, Any]) -> list[Evaluation]:
+    """What ``python -m opnet.evaluate`` does with its config (``conf/evaluate/evaluate.yaml``):
+    evaluate, print the table, write ``metrics.json`` (and figures) under ``output_dir``."""
+    ckpt = Path(str(cfg["ckpt"]))
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"ckpt={ckpt}: no such checkpoint file")
+    op = load_operator(ckpt)
+    if cfg.get("device", "cpu") != "cpu":
+        op.to(cfg["device"])
+    keep = int(cfg.get("n_plot", 4)) if cfg.get("plots") else 0
+    n, seed = cfg.get("n"), int(cfg.get("seed", 1))
+    root, workers = cfg.get("data_root", "data"), int(cfg.get("workers", 1))
+    resolution, changes = cfg.get("resolution"), dict(cfg.get("set") or {})
+    if resolution is not None and changes:
+        raise ValueError("give resolution= or set=, not both")
+    if resolution is not None:
+        res = [resolution] if isinstance(resolution, int) else list(resolution)
+        results = resolution_evaluations(op, res, n or 100, seed, root, workers, keep)
+    elif changes:
+        results = [generated_evaluation(op, changes, n or 100, seed, root, workers, keep)]
     else:
-        rows = evaluate_resolutions(op, args.resolutions, args.n, args.seed, args.data_root,
-                                    args.workers)
-    for row in rows:
-        print(json.dumps(row), flush=True)
+        data = resolve_data(cfg.get("data"), op)
+        results = [evaluation(op, data, cfg.get("split", "test"), int(cfg.get("stride", 1)),
+                              n, keep)]
+    out = Path(str(cfg.get("output_dir") or "."))
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"checkpoint": str(ckpt), "evaluations": [r.row for r in results]}
+    write_text_atomic(out / "metrics.json", json.dumps(report, indent=2))
+    figures = _figures(results, out / "plots") if cfg.get("plots") else []
+    _print_table(results, out, figures)
+    return results
+
+
+def _figures(results: list[Evaluation], folder: Path) -> list[Path]:
+    from opnet import plot
+
+    made = []
+    for i, r in enumerate(results):
+        tag = Path(r.row["data"]).parent.name + (f"_{i}" if len(results) > 1 else "")
+        if r.truth is not None and len(r.truth):
+            fig = plot.sample_figure(r.inputs, r.truth, r.pred, kind=r.kind, coords=r.coords,
+                                     equations=r.equations, titles=None)
+            made.append(plot.save_figure(fig, folder / f"samples_{tag}.png"))
+        if len(r.errors):
+            made.append(plot.save_figure(plot.error_histogram(r.errors),
+                                         folder / f"errors_{tag}.png"))
+    grids = [r for r in results if "grid" in r.row]
+    if len(grids) > 1:
+        metrics = [k for k in ("rel_l2", "h1", "nrmse") if k in grids[0].row]
+        fig = plot.error_vs_resolution([r.row["grid"][0] for r in grids],
+                                       {k: [r.row[k] for r in grids] for k in metrics})
+        made.append(plot.save_figure(fig, folder / "error_vs_resolution.png"))
+    return made
+
+
+def _print_table(results: list[Evaluation], out: Path, figures: list[Path]) -> None:
+    """One column per evaluation, one row per metric (fits a terminal however many)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="evaluation (physical units)")
+    table.add_column("metric")
+    for r in results:
+        grid = r.row.get("grid")
+        label = Path(r.row["data"]).parent.name + (f" @{'x'.join(map(str, grid))}" if grid else "")
+        table.add_column(f"{label}\n{r.row['samples']} samples", justify="right")
+    keys = [k for k, v in results[0].row.items() if isinstance(v, float)]
+    for key in keys:
+        table.add_row(key, *(f"{r.row.get(key, float('nan')):.4g}" for r in results))
+    console = Console()
+    console.print(table)
+    console.print(f"metrics:  {out / 'metrics.json'}")
+    for path in figures:
+        console.print(f"figure:   {path}")
+
+
+def main() -> None:
+    import hydra
+    from omegaconf import OmegaConf
+
+    # its own folder: in conf/ the group conf/data/ would claim the key "data"
+    @hydra.main(version_base="1.3", config_path=str(CONF / "evaluate"), config_name="evaluate")
+    def app(cfg) -> None:
+        run(OmegaConf.to_container(cfg, resolve=True))
+
+    app()
 
 
 if __name__ == "__main__":

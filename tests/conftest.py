@@ -6,8 +6,9 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from opnet.config import train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -72,8 +73,7 @@ def write_trajectories(folder: Path, n: int = 6, frames: int = 5, s: int = 8, de
 
 def compose_train(*overrides: str) -> DictConfig:
     """``conf/train.yaml`` composed with ``overrides``, as ``python train.py`` would."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+    return train_config(*overrides)
 
 
 @pytest.fixture(scope="session")

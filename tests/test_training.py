@@ -244,12 +244,40 @@ def test_evaluate_reproduces_the_lightning_test_metrics(trained, darcy16):
 
 
 def test_evaluate_across_resolutions_regenerates_with_the_checkpoint_config(trained, tmp_path):
-    from opnet.evaluate import main
+    from opnet.evaluate import run
 
     out, _ = trained
-    main([str(out / "checkpoints" / "last.ckpt"), "--resolutions", "12", "16", "--n", "4",
-          "--data-root", str(tmp_path)])
-    made = sorted(p.name for p in tmp_path.iterdir())
+    results = run({"ckpt": str(out / "checkpoints" / "last.ckpt"), "resolution": [12, 16],
+                   "n": 4, "data_root": str(tmp_path / "data"), "output_dir": str(tmp_path)})
+    made = sorted(p.name for p in (tmp_path / "data").iterdir())
     assert made == ["darcy16_eval12_seed1", "darcy16_eval16_seed1"]
-    attrs = h5.read_attrs(tmp_path / "darcy16_eval12_seed1" / "test.h5")
+    assert [r.row["grid"] for r in results] == [[12, 12], [16, 16]]
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert [e["samples"] for e in report["evaluations"]] == [4, 4]
+    attrs = h5.read_attrs(tmp_path / "data" / "darcy16_eval12_seed1" / "test.h5")
     assert "resolution: 12" in attrs["generator_config"] and "tau: 3.0" in attrs["generator_config"]
+
+
+def test_evaluate_cli_prints_a_table_and_writes_pdebench_metrics(trained, darcy16, tmp_path):
+    """``python -m opnet.evaluate ckpt=... data=...`` (Hydra app): metrics.json holds the
+    grid metrics on physical outputs; its rel. L2 is the Lightning test metric."""
+    import subprocess
+    import sys
+
+    out, metrics = trained
+    best = json.loads((out / "metrics.json").read_text())["best_checkpoint"]
+    done = subprocess.run([sys.executable, "-m", "opnet.evaluate", f"ckpt={best}",
+                           f"data={darcy16}", f"output_dir={tmp_path}"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rel_l2" in done.stdout and "metrics.json" in done.stdout
+    row = json.loads((tmp_path / "metrics.json").read_text())["evaluations"][0]
+    assert {"rel_l2", "h1", "mse", "rmse", "nrmse", "max_error", "crmse", "brmse",
+            "frmse_low", "frmse_mid", "frmse_high"} <= set(row)
+    assert row["rel_l2"] == pytest.approx(metrics["test/rel_l2"], rel=1e-4)
+    assert row["mse"] == pytest.approx(metrics["test/mse"], rel=1e-3)
+    bad = subprocess.run([sys.executable, "-m", "opnet.evaluate", f"ckpt={best}",
+                          "data=no_such_set", f"output_dir={tmp_path}"],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode != 0
+    assert "data=no_such_set: neither a dataset folder nor a data config" in bad.stderr

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from opnet import __version__
 from opnet.data.normalizers import PointNormalizer
+from opnet.metrics import point_metrics
 from opnet.training.deeponet_fastpath import MLPDeepONetStep, unsupported_reason
 from opnet.training.flat_adam import FlatAdam
 from opnet.training.module import OPERATOR_FORMAT, ConfigError, build_model
@@ -335,6 +336,27 @@ class DeepONetModule(L.LightningModule):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
+    @torch.no_grad()
+    def figure_data(self, batch: Mapping[str, Tensor], n: int = 4) -> dict[str, Any]:
+        """The first ``n`` functions of ``batch`` for :func:`opnet.plot.sample_figure`
+        (kind ``points``): the input's first channel at the sensors (an image for a CNN
+        branch), the first output at the query points and its prediction; physical units,
+        numpy."""
+        u, s, y = batch["u"][:n].to(self.device), batch["s"][:n], batch["y"]
+        y = (y if y.dim() == 2 else y[:n]).to(self.device)
+        idx = batch.get("idx")
+        if idx is not None:
+            idx = (idx if idx.dim() == 1 else idx[:n]).to(self.device)
+        pred = self(u, y, idx)
+        m = len(self.sensors)
+        inputs = u[:, 0] if u.dim() > 2 else u[:, :m]  # channel 0 comes first when flattened
+        return {"kind": "points", "inputs": inputs.float().cpu().numpy(),
+                "truth": s[..., 0].float().cpu().numpy(),
+                "pred": pred[..., 0].float().cpu().numpy(),
+                "coords": {"in": None if u.dim() > 2 else self.sensors.cpu().numpy(),
+                           "out": y.double().cpu().numpy()},
+                "equations": None}
+
     # -- optimiser -------------------------------------------------------------------------
     def configure_optimizers(self):
         adamw = self.hparams.optimizer == "adamw"
@@ -414,11 +436,9 @@ class DeepONetModule(L.LightningModule):
 
 def exact_metrics(pred: np.ndarray, s: np.ndarray) -> dict[str, float]:
     """Test metrics of the reference (float64): MSE, MSE without the largest 0.1 % of the
-    squared errors, mean relative L2 over functions. pred, s: [N, Q(, C)]."""
-    err = (np.asarray(pred, np.float64) - np.asarray(s, np.float64)).reshape(len(s), -1)
-    sq = np.sort(err.ravel() ** 2)
-    keep = sq[: len(sq) - len(sq) // 1000]
-    rel = np.linalg.norm(err, axis=1) / np.linalg.norm(np.asarray(s, np.float64)
-                                                       .reshape(len(s), -1), axis=1)
-    return {"mse": float(sq.mean()), "mse_wo_outliers": float(keep.mean()),
-            "rel_l2": float(rel.mean())}
+    squared errors, mean relative L2 over functions. pred, s: [N, Q(, C)]; computed by
+    :func:`opnet.metrics.point_metrics`."""
+    if s.ndim == 2:
+        pred, s = pred[..., None], s[..., None]
+    m = point_metrics(pred, s)
+    return {k: m[k] for k in ("mse", "mse_wo_outliers", "rel_l2")}

@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
+from opnet.files import write_text_atomic
 from opnet.training.module import ConfigError, fill_channels
 
 __all__ = ["ConfigError", "build_module", "model_spec", "train"]
@@ -124,7 +125,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                "epochs": trainer.current_epoch, "steps": trainer.global_step,
                "params": sum(p.numel() for p in module.model.parameters())}
     if trainer.is_global_zero:
-        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2))
         _print_summary(summary, loggers)
     return metrics
 
