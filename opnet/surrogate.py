@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from opnet import __version__
 from opnet.data.normalizers import GaussianNormalizer, PointNormalizer
 from opnet.models import resolve_model_name
 from opnet.symbolic import (
@@ -485,6 +486,46 @@ def _load_deeponet(path: Path, ckpt: Mapping[str, Any], block: Mapping[str, Any]
     return DeepONetSurrogate(net, in_norm, out_norm, sensors, query, block)
 
 
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a missing or unreadable file (not a
+    torch checkpoint, truncated) is a :class:`CheckpointError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err}); a "
+                              "truncated or corrupt file? Use another checkpoint of the run "
+                              "(checkpoints/last.ckpt or the best epoch_*.ckpt)") from err
+
+
+def operator_block(path: str | os.PathLike, ckpt: Any) -> dict[str, Any]:
+    """The checkpoint's ``operator`` block after checking its ``format_version`` against the
+    one this opnet reads (a newer one: upgrade opnet; an older or missing one: the opnet that
+    wrote it reads it)."""
+    block = ckpt.get("operator") if isinstance(ckpt, dict) else None
+    if not isinstance(block, dict):
+        raise CheckpointError(f"{path}: has no 'operator' block; it was not written by opnet "
+                              "training (keys: "
+                              f"{sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt)})")
+    version, writer = block.get("format_version"), block.get("opnet_version", "unknown")
+    if isinstance(version, int) and not isinstance(version, bool) and version > OPERATOR_FORMAT:
+        raise CheckpointError(
+            f"{path}: operator format_version {version} is newer than this opnet "
+            f"({__version__}) reads (format_version {OPERATOR_FORMAT}); it was written by opnet "
+            f"{writer}: upgrade opnet to load or resume it")
+    if version != OPERATOR_FORMAT:
+        raise CheckpointError(
+            f"{path}: operator format_version {version!r}, expected {OPERATOR_FORMAT} (written "
+            f"by opnet {writer}, this is {__version__}); load it with the opnet that wrote it, "
+            "or retrain")
+    if not isinstance(block.get("model"), dict):
+        raise CheckpointError(f"{path}: its operator block has no 'model' dict (_target_ + "
+                              "kwargs); the checkpoint is damaged or not opnet's")
+    return block
+
+
 def load_operator(path: str | os.PathLike, model: str | None = None,
                   device: str | torch.device = "cpu"
                   ) -> Surrogate | DeepONetSurrogate | ProseSurrogate:
@@ -495,20 +536,8 @@ def load_operator(path: str | os.PathLike, model: str | None = None,
     ``model`` (e.g. ``"mgno"``), when given, must match the checkpoint's model class.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err})") from err
-    block = ckpt.get("operator") if isinstance(ckpt, dict) else None
-    if not isinstance(block, dict):
-        raise CheckpointError(f"{path}: has no 'operator' block; it was not written by opnet "
-                              "training (keys: "
-                              f"{sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt)})")
-    if block.get("format_version") != OPERATOR_FORMAT:
-        raise CheckpointError(f"{path}: operator format_version {block.get('format_version')}, "
-                              f"expected {OPERATOR_FORMAT}")
+    ckpt = read_checkpoint(path)
+    block = operator_block(path, ckpt)
     target = block["model"].get("_target_")
     if model is not None and resolve_model_name(model) != target:
         raise CheckpointError(f"{path}: holds a {target} model, not the requested "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -104,6 +106,18 @@ class CrashAtEpoch(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
             raise RuntimeError(f"simulated crash at epoch {self.epoch}")
+
+
+class KillAtStep(L.Callback):
+    """Simulates ``kill -9``: the process SIGKILLs itself (no exception, no cleanup) when
+    training step ``step`` starts, i.e. after the checkpoints of the steps before it."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

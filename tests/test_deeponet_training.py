@@ -273,11 +273,8 @@ def test_configuration_mistakes_are_named(antiderivative_small, darcy16, tmp_pat
     with pytest.raises(ConfigError, match="module._target_='opnet.nope.Module' cannot be"):
         train(_cfg(antiderivative_small, tmp_path, "module._target_=opnet.nope.Module"))
     with pytest.raises(ConfigError, match="OperatorModule trains grid operators"):
-        train(compose_train(f"data.data_dir={antiderivative_small}", "data.generate=null",
-                            "data._target_=opnet.data.points.PointDataModule",
-                            "~data.stride", "~data.in_normalizer", "~data.out_normalizer",
-                            "~data.input_fields", "~data.output_fields", "~data.batch_size",
-                            f"paths.output_dir={tmp_path}"))
+        train(compose_train("data=antiderivative", f"data.data_dir={antiderivative_small}",
+                            "data.generate=null", f"paths.output_dir={tmp_path}"))
 
 
 # ------------------------------------------------------------------------------ experiments

@@ -1,21 +1,35 @@
 """Grid datasets from opnet HDF5 files, and the LightningDataModule that serves them.
 
 Batches are dicts ``{"x": [B, C_in, *grid], "y": [B, C_out, *grid]}`` in physical units;
-the LightningModule owns normalisation.
+the LightningModule owns normalisation. A split is held in memory (:class:`GridDataset`) or
+read one sample at a time from its file (:class:`LazyGridDataset`, for data larger than
+memory): ``GridDataModule(in_memory=...)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import h5py
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from opnet.data import h5
 from opnet.data.h5 import DatasetError
+from opnet.data.normalizers import RunningMoments, gaussian_stats
+
+# in_memory=None: a split is loaded whole when its inputs + outputs (float32, after stride)
+# take at most this fraction of the memory available to the process (available_memory()).
+AUTO_MEMORY_FRACTION = 0.25
+AUTO_MEMORY_UNKNOWN = 8 << 30  # bytes assumed available where the system does not say
+STATS_CHUNK = 64  # samples per read when streaming normalizer statistics over a lazy split
+STATS_CHUNK_BYTES = 32 << 20  # ... and at most this many bytes of float32 per read
 
 
 def ensure_dataset(data_dir: Path, generate: Mapping | None, missing_hint: str | None) -> None:
@@ -66,6 +80,229 @@ class GridDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {"x": self.x[i], "y": self.y[i]}
 
+    @property
+    def sample_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Per-sample shapes ``(C_in, *grid)``, ``(C_out, *grid)``."""
+        return tuple(self.x.shape[1:]), tuple(self.y.shape[1:])
+
+
+def check_finite(path: Path, what: str, values: np.ndarray, first: int, batched: bool) -> None:
+    """Raise a :class:`DatasetError` naming the first sample of ``values`` (one sample, or
+    ``[n, ...]`` samples from ``first`` on when ``batched``) that holds NaN/Inf."""
+    if np.isfinite(values).all():
+        return
+    rows = values.reshape(len(values) if batched else 1, -1)
+    sample = first + int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
+    raise DatasetError(f"{path}: {what} hold NaN/Inf in sample {sample}, expected finite "
+                       "values: the file is corrupt (or not made by opnet's generators); "
+                       f"{h5.REGENERATE}")
+
+
+class LazySplit:
+    """A split file read on demand: it holds the path, never an open handle. Each process
+    opens the file at its first read and keeps the handle with its pid, so a DataLoader
+    worker (forked, or spawned: the object pickles without the handle, h5py handles cannot
+    be pickled, PyTorch #11929) opens its own."""
+
+    def __init__(self, path: str | Path, keys: Sequence[str]) -> None:
+        self.path, self.keys = Path(path), list(keys)
+        self._handle: tuple[int, h5py.File, dict[str, h5py.Dataset]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_handle": None}
+
+    def _datasets(self) -> dict[str, h5py.Dataset]:
+        pid = os.getpid()
+        if self._handle is None or self._handle[0] != pid:  # first read in this process
+            f = h5.open_split(self.path)
+            self._handle = (pid, f, {key: f[key] for key in self.keys})
+        return self._handle[2]
+
+    def close(self) -> None:
+        """Close this process's handle (the next read opens the file again)."""
+        if self._handle is not None and self._handle[0] == os.getpid():
+            self._handle[1].close()
+        self._handle = None
+
+    def _get(self, key: str, index: tuple) -> np.ndarray:
+        """``key[index]`` as float32 (HDF5's errors on a damaged file named as such)."""
+        try:
+            return np.asarray(self._datasets()[key][index], dtype=np.float32)
+        except (OSError, RuntimeError, KeyError) as err:
+            raise h5.corrupt_error(self.path, err) from err
+
+
+class LazyGridDataset(LazySplit, Dataset):
+    """The pairs of one split file read one sample per item (``in_memory=False``): the same
+    values, float32 ``x [C_in, *grid]`` / ``y [C_out, *grid]``, as :class:`GridDataset` of
+    :func:`h5.read_fields` (fields concatenated on the channel axis, ``::stride`` on every
+    grid axis, the first ``limit`` samples), without ever reading the whole file: only the
+    shapes (and one sample, for the dtype check) are read in ``__init__``; see
+    :class:`LazySplit` for worker processes.
+    """
+
+    def __init__(self, path: str | Path, input_fields: Sequence[str],
+                 output_fields: Sequence[str], stride: int = 1, limit: int | None = None) -> None:
+        self.fields = {"inputs": list(input_fields), "outputs": list(output_fields)}
+        super().__init__(path, [f"{g}/{n}" for g, names in self.fields.items() for n in names])
+        self.stride = int(stride)
+        shapes, sizes = {}, {}
+        with h5.open_split(self.path) as f:
+            for group, names in self.fields.items():
+                channels, grid = 0, None
+                for name in names:
+                    ds = h5.grid_field(f, self.path, group, name)
+                    if len(ds):  # dtype check (and a first sample) as read_fields does
+                        h5.read_float32(self.path, ds, self._index(ds.ndim, slice(0, 1)))
+                    sizes[f"{group}/{name}"] = len(range(*slice(0, limit).indices(len(ds))))
+                    here = tuple(len(range(0, n, self.stride)) for n in ds.shape[2:])
+                    if grid is not None and here != grid:
+                        raise DatasetError(f"{self.path}: field '{group}/{name}' has grid "
+                                           f"{here} after stride {self.stride}, the other "
+                                           f"{group} fields {grid}")
+                    channels, grid = channels + ds.shape[1], here
+                shapes[group] = (channels, *grid)
+            self._ndim = {key: f[key].ndim for key in self.keys}
+        if len(set(sizes.values())) > 1:
+            raise DatasetError(f"{self.path}: fields hold different numbers of samples {sizes}")
+        self.n = next(iter(sizes.values()))
+        self.x_shape, self.y_shape = shapes["inputs"], shapes["outputs"]
+
+    def _index(self, ndim: int, rows: int | slice) -> tuple:
+        return (rows, slice(None)) + (slice(None, None, self.stride),) * (ndim - 2)
+
+    def read(self, group: str, rows: int | slice) -> np.ndarray:
+        """``"inputs"`` or ``"outputs"`` of one sample ``[C, *grid]`` or of a slice of
+        consecutive samples ``[n, C, *grid]`` (float32, finite, stride applied)."""
+        keys = [f"{group}/{name}" for name in self.fields[group]]
+        parts = [self._get(key, self._index(self._ndim[key], rows)) for key in keys]
+        batched = isinstance(rows, slice)
+        values = np.concatenate(parts, axis=int(batched)) if len(parts) > 1 else parts[0]
+        check_finite(self.path, f"{group} {self.fields[group]}", values,
+                     rows.start or 0 if isinstance(rows, slice) else rows, batched)
+        return values
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        i = int(i)
+        if not -self.n <= i < self.n:
+            raise IndexError(f"sample {i} of a split with {self.n} samples ({self.path})")
+        i %= self.n
+        return {"x": torch.from_numpy(self.read("inputs", i)),
+                "y": torch.from_numpy(self.read("outputs", i))}
+
+    @property
+    def sample_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Per-sample shapes ``(C_in, *grid)``, ``(C_out, *grid)``."""
+        return self.x_shape, self.y_shape
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the split's inputs + outputs in memory (float32)."""
+        return 4 * self.n * (int(np.prod(self.x_shape)) + int(np.prod(self.y_shape)))
+
+    def chunks(self, group: str, size: int | None = None) -> Iterator[np.ndarray]:
+        """``group`` (``"inputs"``/``"outputs"``) of ``size`` (default ``STATS_CHUNK``)
+        consecutive samples at a time (fewer where that would exceed ``STATS_CHUNK_BYTES``),
+        float32 ``[n, C, *grid]``."""
+        shape = self.x_shape if group == "inputs" else self.y_shape
+        size = chunk_size(shape, size)
+        for start in range(0, self.n, size):
+            yield self.read(group, slice(start, min(start + size, self.n)))
+
+
+def chunk_size(sample_shape: Sequence[int], size: int | None = None) -> int:
+    """``size`` samples (default ``STATS_CHUNK``), fewer where they would take more than
+    ``STATS_CHUNK_BYTES`` as float32."""
+    size = STATS_CHUNK if size is None else size
+    return max(1, min(size, STATS_CHUNK_BYTES // (4 * int(np.prod(sample_shape)) or 1)))
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: the least of the system's ``MemAvailable``,
+    the headroom under a cgroup (v2) memory limit and under an address-space limit
+    (``RLIMIT_AS``); None where none of them is known (not Linux)."""
+    found: list[int] = []
+
+    def read(path: str) -> str | None:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return None
+
+    meminfo = read("/proc/meminfo") or ""
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            found.append(int(line.split()[1]) * 1024)
+    limit, used = read("/sys/fs/cgroup/memory.max"), read("/sys/fs/cgroup/memory.current")
+    if limit and used and limit.strip().isdigit() and used.strip().isdigit():
+        found.append(int(limit) - int(used))
+    try:
+        import resource
+
+        cap, unlimited = resource.getrlimit(resource.RLIMIT_AS)[0], resource.RLIM_INFINITY
+    except (ImportError, OSError, ValueError):
+        cap = unlimited = -1
+    if cap != unlimited and cap > 0:
+        status = read("/proc/self/status") or ""
+        size = [int(line.split()[1]) * 1024 for line in status.splitlines()
+                if line.startswith("VmSize:")]
+        found.append(cap - (size[0] if size else 0))
+    return max(0, min(found)) if found else None
+
+
+class EpochShuffle(RandomSampler):
+    """Shuffles a dataset with a permutation fixed by ``(seed, epoch)``, not by the global RNG,
+    so a run resumed from a checkpoint sees the batches the uninterrupted run saw (Lightning
+    calls :meth:`set_epoch` before every epoch, as for a DistributedSampler)."""
+
+    def __init__(self, data_source: Any, seed: int = 0) -> None:
+        super().__init__(data_source)
+        self.seed, self.epoch = int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:  # a generator: the epoch is read at the first fetch
+        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position in the epoch goes into Lightning checkpoints
+    (``state_dict``/``load_state_dict``): resumed from a mid-epoch ``last.ckpt``, it skips the
+    batches of that epoch that were trained on already, as the uninterrupted run would. Exact
+    when the sampler's order depends on the epoch only (:class:`EpochShuffle`, a seeded
+    DistributedSampler, no shuffle)."""
+
+    _served = 0
+    _resume: tuple[int, int] | None = None  # (epoch, batches to skip) after a restore
+
+    def _epoch(self) -> int:
+        return int(getattr(self.sampler, "epoch", 0))
+
+    def __iter__(self) -> Iterator[Any]:  # a generator: runs after Lightning's set_epoch
+        resume, self._resume = self._resume, None
+        skip = resume[1] if resume is not None and resume[0] == self._epoch() else 0
+        self._served = 0
+        for batch in super().__iter__():
+            self._served += 1
+            if self._served > skip:
+                yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch(), "batches": int(self._served)}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        epoch, batches = int(state.get("epoch", 0)), int(state.get("batches", 0))
+        if 0 < batches < len(self):  # saved mid-epoch (at an epoch's end: nothing to skip)
+            self._resume = (epoch, batches)
+            if hasattr(self.sampler, "set_epoch"):
+                self.sampler.set_epoch(epoch)
+
 
 class GridDataModule(L.LightningDataModule):
     """Train/val/test splits of a dataset folder (``train.h5``, ``val.h5``, ``test.h5``).
@@ -75,6 +312,16 @@ class GridDataModule(L.LightningDataModule):
     the files are missing and cannot be generated. When the folder lacks its files and ``generate``
     (``{"pde": {...}, "n_train": .., "seed": .., ...}``, the arguments of
     :func:`data_gen.generate`) is given, the data is generated in :meth:`prepare_data`.
+    ``batch_size`` is per process (under DDP the global batch is ``batch_size`` x ranks);
+    ``shuffle``: the training order (the sampler's ``seed`` under DDP).
+    ``in_memory``: True loads each split whole (tensors in RAM: fastest); False reads one
+    sample per item from the file (:class:`LazyGridDataset`: datasets larger than memory;
+    normalizer statistics are streamed over the train split in chunks); None decides per
+    split: in memory when its inputs + outputs (float32, after stride) take at most
+    ``AUTO_MEMORY_FRACTION`` (25 %) of :func:`available_memory` (8 GiB assumed where it is
+    unknown). Under DDP every process holds its own copy of an in-memory split. The batches
+    are the same either way, and so are the normalizer statistics (streamed: to ~1e-15 in
+    float64, so the float32 buffers at most one unit in the last place apart, at ties).
     """
 
     def __init__(self, data_dir: str, input_fields: Sequence[str] = ("coeff",),
@@ -83,7 +330,8 @@ class GridDataModule(L.LightningDataModule):
                  in_normalizer: str = "scalar", out_normalizer: str = "scalar",
                  n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
                  generate: Mapping | None = None, name: str | None = None,
-                 missing_hint: str | None = None) -> None:
+                 missing_hint: str | None = None, shuffle: bool = True, seed: int = 0,
+                 in_memory: bool | None = None) -> None:
         super().__init__()
         if stride < 1:
             raise ValueError(f"data.stride={stride}: expected a positive integer")
@@ -96,7 +344,9 @@ class GridDataModule(L.LightningDataModule):
         self.limits = {"train": n_train, "val": n_val, "test": n_test}
         self.generate = dict(generate) if generate else None
         self.missing_hint = missing_hint
-        self.splits: dict[str, GridDataset] = {}
+        self.shuffle, self.seed = bool(shuffle), int(seed)
+        self.in_memory = None if in_memory is None else bool(in_memory)
+        self.splits: dict[str, GridDataset | LazyGridDataset] = {}
 
     # -- files -------------------------------------------------------------------------
     def missing_splits(self) -> list[str]:
@@ -107,25 +357,44 @@ class GridDataModule(L.LightningDataModule):
         no-op when they already match it; an error naming the file when they do not)."""
         ensure_dataset(self.data_dir, self.generate, self.missing_hint)
 
+    def keep_in_memory(self, nbytes: int) -> bool:
+        """Whether a split of ``nbytes`` (in memory) is loaded whole: ``in_memory``, or when
+        None, whether it takes at most ``AUTO_MEMORY_FRACTION`` of the available memory."""
+        if self.in_memory is not None:
+            return self.in_memory
+        available = available_memory()
+        available = AUTO_MEMORY_UNKNOWN if available is None else available
+        return nbytes <= AUTO_MEMORY_FRACTION * available
+
+    def _dataset(self, split: str) -> GridDataset | LazyGridDataset:
+        """The split in memory or lazy (``in_memory``; None: by its size, see the class)."""
+        path = h5.split_path(self.data_dir, split)
+        if self.in_memory is not True:
+            lazy = LazyGridDataset(path, self.input_fields, self.output_fields, self.stride,
+                                   self.limits[split])
+            if not self.keep_in_memory(lazy.nbytes):
+                return lazy
+        return GridDataset.from_file(path, self.input_fields, self.output_fields, self.stride,
+                                     self.limits[split])
+
     def setup(self, stage: str | None = None) -> None:
-        """Load the splits needed for ``stage`` into memory (train always: it defines the
-        normalizers and shapes)."""
+        """Open the splits needed for ``stage`` (train always: it defines the normalizers and
+        shapes), loaded into memory or lazily (``in_memory``)."""
         if self.missing_splits():
             self.prepare_data()  # normally done by the Trainer (rank 0) before setup
         need = {"fit": ["train", "val"], "validate": ["train", "val"],
                 "test": ["train", "test"], "predict": ["train", "test"]}.get(stage or "", h5.SPLITS)
         for split in need:
             if split not in self.splits:
-                self.splits[split] = GridDataset.from_file(
-                    h5.split_path(self.data_dir, split), self.input_fields, self.output_fields,
-                    self.stride, self.limits[split])
+                self.splits[split] = self._dataset(split)
         train = self.splits["train"]
         for split, ds in self.splits.items():
-            for a, b, what in ((ds.x, train.x, "inputs"), (ds.y, train.y, "outputs")):
-                if a.shape[1:] != b.shape[1:]:
+            for a, b, what in zip(ds.sample_shapes, train.sample_shapes, ("inputs", "outputs"),
+                                  strict=True):
+                if a != b:
                     raise DatasetError(
                         f"{h5.split_path(self.data_dir, split)}: {what} have per-sample shape "
-                        f"{tuple(a.shape[1:])}, train.h5 has {tuple(b.shape[1:])}")
+                        f"{a}, train.h5 has {b}")
 
     # -- what the LightningModule needs ------------------------------------------------
     def io_spec(self) -> dict:
@@ -133,13 +402,14 @@ class GridDataModule(L.LightningDataModule):
         if "train" not in self.splits:
             self.setup("fit")
         train = self.splits["train"]
+        x_shape, y_shape = train.sample_shapes
         path = h5.split_path(self.data_dir, "train")
         attrs = h5.read_attrs(path)
         coords = {k: v.tolist() for k, v in h5.read_coords(path, self.stride).items()}
         return {
             "input_fields": self.input_fields, "output_fields": self.output_fields,
-            "in_channels": int(train.x.shape[1]), "out_channels": int(train.y.shape[1]),
-            "grid": [int(n) for n in train.x.shape[2:]], "coords": coords,
+            "in_channels": int(x_shape[0]), "out_channels": int(y_shape[0]),
+            "grid": [int(n) for n in x_shape[1:]], "coords": coords,
             "in_normalizer": self.in_normalizer, "out_normalizer": self.out_normalizer,
             "dataset": {"name": self.name, "path": str(self.data_dir), "stride": self.stride,
                         "n_train": len(train), "pde": attrs.get("pde"),
@@ -148,21 +418,66 @@ class GridDataModule(L.LightningDataModule):
         }
 
     def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Training inputs/outputs (for fitting normalizers)."""
+        """Training inputs/outputs (for fitting normalizers). A lazy split is read whole
+        here: prefer :meth:`normalizer_stats`, which streams it."""
         if "train" not in self.splits:
             self.setup("fit")
-        return self.splits["train"].x.numpy(), self.splits["train"].y.numpy()
+        train = self.splits["train"]
+        if isinstance(train, GridDataset):
+            return train.x.numpy(), train.y.numpy()
+        x, y = (np.concatenate(list(train.chunks(group))) for group in ("inputs", "outputs"))
+        return x, y
+
+    def normalizer_stats(self, in_kind: str | None = None, out_kind: str | None = None
+                         ) -> tuple[tuple[Tensor, Tensor] | None, tuple[Tensor, Tensor] | None]:
+        """``(mean, std)`` of the training inputs and outputs for normalizers of kind
+        ``in_kind``/``out_kind`` (default: this data's ``in_normalizer``/``out_normalizer``;
+        None for ``"none"``), float64, as :meth:`GaussianNormalizer.fit` computes them: from
+        the tensors of an in-memory split (the same arithmetic), streamed over a lazy split
+        ``STATS_CHUNK`` samples at a time (:class:`RunningMoments`; equal to ~1e-15)."""
+        kinds = (in_kind or self.in_normalizer, out_kind or self.out_normalizer)
+        if "train" not in self.splits:
+            self.setup("fit")
+        train = self.splits["train"]
+        stats: list[tuple[Tensor, Tensor] | None] = []
+        for kind, group in zip(kinds, ("inputs", "outputs"), strict=True):
+            if kind == "none":
+                stats.append(None)
+            elif isinstance(train, GridDataset):
+                stats.append(gaussian_stats(train.x if group == "inputs" else train.y, kind))
+            else:
+                moments = RunningMoments(kind)
+                for chunk in train.chunks(group):
+                    moments.update(chunk)
+                stats.append(moments.result())
+        return stats[0], stats[1]
 
     # -- loaders -----------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+        """Training under DDP: this rank's share (DistributedSampler, seeded, reshuffled per
+        epoch by Lightning). Validation/test: the whole split on every rank, so the ranks'
+        metrics are equal and their mean is exact (the ddp configs set
+        ``use_distributed_sampler: false``; Lightning's own sampler would pad uneven
+        splits with repeated samples)."""
         if split not in self.splits:
             self.setup("test" if split == "test" else "fit")
-        return DataLoader(self.splits[split], batch_size=batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, drop_last=False,
-                          persistent_workers=self.num_workers > 0)
+        dataset = self.splits[split]
+        trainer = getattr(self, "trainer", None)
+        sampler = None
+        if split == "train" and trainer is not None and trainer.world_size > 1:
+            sampler = DistributedSampler(dataset, num_replicas=trainer.world_size,
+                                         rank=trainer.global_rank, shuffle=shuffle,
+                                         seed=self.seed)
+        elif split == "train" and shuffle:  # one process: resumable, (seed, epoch)-fixed order
+            sampler = EpochShuffle(dataset, self.seed)
+        loader = ResumableLoader if split == "train" else DataLoader
+        return loader(dataset, batch_size=batch_size,
+                      shuffle=shuffle if sampler is None else False, sampler=sampler,
+                      num_workers=self.num_workers, drop_last=False,
+                      persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size)
+        return self._loader("train", self.shuffle, self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", False, self.eval_batch_size)

@@ -149,22 +149,61 @@ def _dataset_keys(f: h5py.Group) -> list[str]:
     return keys
 
 
-def open_split(path: str | os.PathLike) -> h5py.File:
+REGENERATE = ("regenerate it (the `python -m data_gen ...` command that made it, with "
+              "overwrite=true; or `python -m data_gen.importers ...`) or restore it from a copy")
+
+
+def corrupt_error(path: str | os.PathLike, err: BaseException) -> DatasetError:
+    """The error for a file HDF5 cannot read: truncated or corrupt (names it, says what to do)."""
+    return DatasetError(f"{path}: not a readable HDF5 file: truncated or corrupt "
+                        f"({type(err).__name__}: {err}); {REGENERATE}")
+
+
+def _raised_by_h5py(err: BaseException) -> bool:
+    """An HDF5 failure on a damaged file (not a missing name: that is the caller's to say)."""
+    if "doesn't exist" in str(err) or "does not exist" in str(err):
+        return False
+    tb, files = err.__traceback__, []
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    return bool(files) and any(f"{os.sep}h5py{os.sep}" in f or f.startswith("h5py")
+                               for f in files[-2:])
+
+
+class SplitFile(h5py.File):
+    """A split file open for reading (from :func:`open_split`): an error HDF5 raises while it
+    is open in a ``with`` block (a corrupt object header, B-tree or chunk) becomes a
+    :class:`DatasetError` naming the file."""
+
+    split_path: Path
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        super().__exit__(exc_type, exc, tb)
+        if exc is not None and not isinstance(exc, DatasetError) and _raised_by_h5py(exc):
+            raise corrupt_error(self.split_path, exc) from exc
+
+
+def open_split(path: str | os.PathLike) -> SplitFile:
     """Open a split file read-only after checking that it is an opnet schema-v1 file."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such dataset file")
     try:
-        f = h5py.File(path, "r")
+        f = SplitFile(path, "r")
     except OSError as err:
-        raise DatasetError(f"{path}: not a readable HDF5 file ({err})") from err
+        raise corrupt_error(path, err) from err
+    f.split_path = path
     version = f.attrs.get("schema_version")
-    if version is None or int(version) != SCHEMA_VERSION:
+    try:
+        shown = None if version is None else int(version)
+    except (TypeError, ValueError):  # e.g. a string attribute
+        shown = repr(version.decode() if isinstance(version, bytes) else version)
+    if shown != SCHEMA_VERSION:
         f.close()
         raise DatasetError(
-            f"{path}: schema_version is {version if version is None else int(version)}, "
-            f"expected {SCHEMA_VERSION} (opnet HDF5 schema); regenerate the dataset with "
-            "`python -m data_gen ...`")
+            f"{path}: schema_version is {shown}, expected {SCHEMA_VERSION} (an integer: the "
+            "opnet HDF5 schema); regenerate the dataset with `python -m data_gen ...`")
     return f
 
 
@@ -172,6 +211,19 @@ def field_names(path: str | os.PathLike) -> dict[str, list[str]]:
     """``{"inputs": [...], "outputs": [...], "params": [...]}`` present in a split file."""
     with open_split(path) as f:
         return {g: sorted(f[g].keys()) if g in f else [] for g in GROUPS}
+
+
+def grid_field(f: h5py.File, path: str | os.PathLike, group: str,
+               name: str) -> h5py.Dataset:
+    """``group/name`` of an open split, checked to exist and to be ``[N, C, *grid]``."""
+    key = f"{group}/{name}"
+    if key not in f:
+        have = sorted(f[group].keys()) if group in f else []
+        raise DatasetError(f"{path}: has no field '{key}' (it has {group}: {have})")
+    ds = f[key]
+    if ds.ndim < 3:
+        raise DatasetError(f"{path}: field '{key}' has shape {ds.shape}, expected [N, C, *grid]")
+    return ds
 
 
 def read_fields(path: str | os.PathLike, group: str, names: Iterable[str], stride: int = 1,
@@ -182,17 +234,33 @@ def read_fields(path: str | os.PathLike, group: str, names: Iterable[str], strid
     with open_split(path) as f:
         arrays = []
         for name in names:
-            key = f"{group}/{name}"
-            if key not in f:
-                have = sorted(f[group].keys()) if group in f else []
-                raise DatasetError(f"{path}: has no field '{key}' (it has {group}: {have})")
-            ds = f[key]
-            if ds.ndim < 3:
-                raise DatasetError(f"{path}: field '{key}' has shape {ds.shape}, expected "
-                                   "[N, C, *grid]")
+            ds = grid_field(f, path, group, name)
             index = (slice(0, limit), slice(None)) + (slice(None, None, stride),) * (ds.ndim - 2)
-            arrays.append(np.asarray(ds[index], dtype=np.float32))
+            arrays.append(read_float32(path, ds, index))
     return np.concatenate(arrays, axis=1)
+
+
+def read_float32(path: str | os.PathLike, ds: h5py.Dataset, index: tuple = ()) -> np.ndarray:
+    """``ds[index]`` as float32 after checking the schema's promise: a real floating-point
+    field (not integer, complex or text) with finite values (NaN/Inf: a corrupt file, since
+    the generators never write them). Errors name the file and the field."""
+    key = ds.name.lstrip("/")
+    if ds.dtype.kind != "f":
+        kind = {"i": "integer", "u": "unsigned integer", "c": "complex", "b": "boolean",
+                "S": "byte-string", "O": "string", "U": "string"}.get(ds.dtype.kind, "non-float")
+        raise DatasetError(f"{path}: field '{key}' has {kind} dtype {ds.dtype}, expected real "
+                           "floating point (float32 in the opnet HDF5 schema); convert it "
+                           "(e.g. the importers in data_gen/importers.py write float32) or "
+                           f"{REGENERATE}")
+    values = np.asarray(ds[index], dtype=np.float32)
+    bad = (~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+           if values.ndim and values.size else [])
+    if np.any(bad):
+        rows = np.flatnonzero(bad)
+        raise DatasetError(f"{path}: field '{key}' holds NaN/Inf in {len(rows)} sample(s) "
+                           f"(first: {rows[:5].tolist()}), expected finite values: the file "
+                           f"is corrupt (or not made by opnet's generators); {REGENERATE}")
+    return values
 
 
 def read_symbols(path: str | os.PathLike, name: str, limit: int | None = None) -> np.ndarray:

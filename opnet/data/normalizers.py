@@ -25,6 +25,60 @@ def stats_shape(kind: str, channels: int, grid: Sequence[int]) -> tuple[int, ...
     return (1, channels, *(grid if kind == "pointwise" else [1] * len(grid)))
 
 
+def reduced_dims(kind: str, ndim: int) -> list[int]:
+    """The axes of ``[N, C, *grid]`` data that one statistic spans: samples, and the grid
+    points unless ``pointwise``."""
+    return [0] if kind == "pointwise" else [0, *range(2, ndim)]
+
+
+def gaussian_stats(data: np.ndarray | Tensor, kind: str) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation of ``data [N, C, *grid]`` as :meth:`GaussianNormalizer.fit`
+    computes them: float64, over :func:`reduced_dims`, the std with Bessel's correction
+    (divided by n - 1); shapes ``[1, C, 1...]`` or ``[1, C, *grid]`` (pointwise)."""
+    x = torch.as_tensor(np.asarray(data), dtype=torch.float64)
+    dims = reduced_dims(kind, x.ndim)
+    return x.mean(dim=dims, keepdim=True), x.std(dim=dims, keepdim=True)
+
+
+class RunningMoments:
+    """:func:`gaussian_stats` of data fed chunk by chunk (``update([n, C, *grid])``), so a
+    split larger than memory can be measured: each chunk's float64 mean and sum of squared
+    deviations, combined pairwise (Chan, Golub & LeVeque 1979), which is exact up to
+    rounding (~1e-15 relative) whatever the chunking."""
+
+    def __init__(self, kind: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"normalizer kind '{kind}': expected one of {KINDS}")
+        self.kind, self.n = kind, 0
+        self.mean: Tensor | None = None
+        self.m2: Tensor | None = None  # sum of squared deviations from the mean
+
+    def update(self, chunk: np.ndarray | Tensor) -> RunningMoments:
+        x = torch.as_tensor(np.asarray(chunk), dtype=torch.float64)
+        if len(x) == 0:
+            return self
+        dims = reduced_dims(self.kind, x.ndim)
+        mean = x.mean(dim=dims, keepdim=True)
+        deviation = x - mean
+        m2 = (deviation * deviation).sum(dim=dims, keepdim=True)
+        n = x.numel() // mean.numel()
+        if self.mean is None or self.m2 is None:
+            self.n, self.mean, self.m2 = n, mean, m2
+            return self
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta**2 * (self.n * n / total)
+        self.n = total
+        return self
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        """``(mean, std)`` as :func:`gaussian_stats` on all the chunks at once."""
+        if self.mean is None or self.m2 is None:
+            raise ValueError("normalizer statistics of an empty training split")
+        return self.mean, torch.sqrt(self.m2 / (self.n - 1))
+
+
 class GaussianNormalizer(nn.Module):
     """``encode(x) = (x - mean) / (std + eps)``, ``decode`` its inverse. x: [B, C, *grid]."""
 
@@ -41,10 +95,20 @@ class GaussianNormalizer(nn.Module):
         """Statistics over samples (and grid points unless pointwise), in float64."""
         if self.kind == "none":
             return self
-        x = torch.as_tensor(np.asarray(data), dtype=torch.float64)
-        dims = [0] if self.kind == "pointwise" else [0, *range(2, x.ndim)]
-        self.mean.copy_(x.mean(dim=dims, keepdim=True).to(self.mean.dtype))
-        self.std.copy_(x.std(dim=dims, keepdim=True).to(self.std.dtype))
+        return self.set_stats(*gaussian_stats(data, self.kind))
+
+    @torch.no_grad()
+    def set_stats(self, mean: np.ndarray | Tensor, std: np.ndarray | Tensor) -> GaussianNormalizer:
+        """Take precomputed statistics (e.g. :class:`RunningMoments` streamed over a split too
+        large for memory), cast to the buffers' dtype; shapes as the buffers (or broadcast to
+        them)."""
+        for name, value in (("mean", mean), ("std", std)):
+            buffer, value = getattr(self, name), torch.as_tensor(value)
+            try:
+                buffer.copy_(value.to(buffer.dtype))
+            except RuntimeError as err:
+                raise ValueError(f"normalizer {name} of shape {list(value.shape)}, expected "
+                                 f"{list(buffer.shape)} ({self.kind})") from err
         return self
 
     def encode(self, x: Tensor) -> Tensor:

@@ -59,7 +59,7 @@ def _read(path: Path, group: str, name: str, limit: int | None) -> np.ndarray:
         if key not in f:
             have = sorted(f[group].keys()) if group in f else []
             raise DatasetError(f"{path}: has no field '{key}' (it has {group}: {have})")
-        return np.asarray(f[key][slice(0, limit)], dtype=np.float32)
+        return h5.read_float32(path, f[key], (slice(0, limit),))
 
 
 def grid_points(axes: Sequence[np.ndarray]) -> np.ndarray:
@@ -219,12 +219,25 @@ class PointBatches:
         self.steps = iterations // self.group
         self.generator = torch.Generator(device=split.u.device)
         self.generator.manual_seed(int(seed) + 1_000_003 * int(rank))
+        self.rank = int(rank)
         self._perm, self._pos = self.functions, n_local
         self._full = self.batch_size == n_local and self.points is None
         self._fixed: dict[str, Tensor] | None = None
 
     def __len__(self) -> int:
         return self.steps
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler's position (generator state, current permutation): saved in Lightning
+        checkpoints, so a resumed run draws the batches the uninterrupted one would."""
+        return {"generator": self.generator.get_state(), "perm": self._perm.cpu(),
+                "pos": int(self._pos), "rank": self.rank}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if int(state.get("rank", 0)) != self.rank:  # DDP: checkpoints hold rank 0's sampler
+            return  # this rank keeps its own seeded stream (its functions differ)
+        self.generator.set_state(state["generator"])
+        self._perm, self._pos = state["perm"].to(self.functions.device), int(state["pos"])
 
     def __iter__(self) -> Iterator[dict[str, Tensor] | list[dict[str, Tensor]]]:
         for _ in range(self.steps):

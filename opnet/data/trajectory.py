@@ -12,13 +12,22 @@ stacked frames per trajectory (NS2 ``test_l2_full``) and of the first step alone
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 from opnet.data import h5
-from opnet.data.datamodule import GridDataModule, GridDataset
-from opnet.data.h5 import DatasetError
+from opnet.data.datamodule import (
+    GridDataModule,
+    GridDataset,
+    LazySplit,
+    check_finite,
+    chunk_size,
+)
+from opnet.data.h5 import DatasetError, grid_field
 
 
 def read_trajectories(path: str | Path, field: str, initial_field: str | None, frames: int,
@@ -37,6 +46,95 @@ def read_trajectories(path: str | Path, field: str, initial_field: str | None, f
     return traj[:, :frames]
 
 
+class LazyTrajectories(LazySplit, Dataset):
+    """Trajectory items read from the file one at a time (``in_memory=False``), the same
+    values as the in-memory splits of :class:`TrajectoryDataModule` (frames as
+    :func:`read_trajectories`): with ``pairs`` (training) item ``j * steps + t`` is frame t
+    -> frame t+1 of trajectory j (t < steps); otherwise item j is frame 0 -> frames
+    1..steps (a rollout). Only shapes and a first sample are read in ``__init__``."""
+
+    def __init__(self, path: str | Path, field: str, initial_field: str | None, steps: int,
+                 pairs: bool, stride: int = 1, limit: int | None = None) -> None:
+        keys = ([f"inputs/{initial_field}"] if initial_field else []) + [f"outputs/{field}"]
+        super().__init__(path, keys)
+        self.steps, self.pairs, self.stride = int(steps), bool(pairs), int(stride)
+        self.layout: list[tuple[str, int, int, int]] = []  # key, first frame, frames, ndim
+        frames, sizes, grids = 0, set(), set()
+        with h5.open_split(self.path) as f:
+            for key in keys:
+                ds = grid_field(f, self.path, *key.split("/", 1))
+                if len(ds):  # dtype check as read_fields does
+                    h5.read_float32(self.path, ds, self._index(ds.ndim, slice(0, 1)))
+                self.layout.append((key, frames, ds.shape[1], ds.ndim))
+                frames += ds.shape[1]
+                sizes.add(len(range(*slice(0, limit).indices(len(ds)))))
+                grids.add(tuple(len(range(0, n, self.stride)) for n in ds.shape[2:]))
+        if frames < self.steps + 1:
+            what = f"inputs/{initial_field} + " if initial_field else ""
+            raise DatasetError(f"{self.path}: {what}outputs/{field} hold {frames} frames, the "
+                               f"data config needs {self.steps + 1} (train_steps/rollout_steps "
+                               "+ 1)")
+        if len(sizes) > 1 or len(grids) > 1:
+            raise DatasetError(f"{self.path}: {' and '.join(keys)} differ in samples {sizes} "
+                               f"or grid {grids}")
+        self.n_trajectories, self.grid = sizes.pop(), grids.pop()
+
+    def _index(self, ndim: int, rows: int | slice, frames: slice = slice(None)) -> tuple:
+        return (rows, frames) + (slice(None, None, self.stride),) * (ndim - 2)
+
+    def frames(self, rows: int | slice, start: int, stop: int) -> np.ndarray:
+        """Frames ``start .. stop-1`` of one trajectory ``[F, *grid]`` or of a slice of
+        consecutive trajectories ``[n, F, *grid]`` (float32, finite, stride applied)."""
+        parts = []
+        for key, first, count, ndim in self.layout:
+            lo, hi = max(start, first) - first, min(stop, first + count) - first
+            if lo < hi:
+                parts.append(self._get(key, self._index(ndim, rows, slice(lo, hi))))
+        batched = isinstance(rows, slice)
+        values = np.concatenate(parts, axis=int(batched)) if len(parts) > 1 else parts[0]
+        check_finite(self.path, f"the frames of {' + '.join(self.keys)}", values,
+                     rows.start or 0 if isinstance(rows, slice) else rows, batched)
+        return values
+
+    def __len__(self) -> int:
+        return self.n_trajectories * (self.steps if self.pairs else 1)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        i = int(i)
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"item {i} of a split with {len(self)} items ({self.path})")
+        i %= len(self)
+        if self.pairs:
+            j, t = divmod(i, self.steps)
+            frames = self.frames(j, t, t + 2)
+        else:
+            frames = self.frames(i, 0, self.steps + 1)
+        return {"x": torch.from_numpy(frames[:1]), "y": torch.from_numpy(frames[1:])}
+
+    @property
+    def sample_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return (1, *self.grid), (1 if self.pairs else self.steps, *self.grid)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the split's items in memory (float32)."""
+        x, y = self.sample_shapes
+        return 4 * len(self) * (int(np.prod(x)) + int(np.prod(y)))
+
+    def chunks(self, group: str, size: int | None = None) -> Iterator[np.ndarray]:
+        """The items' ``x`` (``group="inputs"``) or ``y`` (``"outputs"``) stacked, read
+        ``size`` trajectories at a time (as :meth:`LazyGridDataset.chunks`)."""
+        size = chunk_size((self.steps + 1, *self.grid), size)
+        for start in range(0, self.n_trajectories, size):
+            traj = self.frames(slice(start, min(start + size, self.n_trajectories)), 0,
+                               self.steps + 1)
+            if self.pairs:
+                part = traj[:, :-1] if group == "inputs" else traj[:, 1:]
+                yield part.reshape(-1, 1, *self.grid)
+            else:
+                yield traj[:, :1] if group == "inputs" else traj[:, 1:]
+
+
 class TrajectoryDataModule(GridDataModule):
     """One-step pairs (train) and rollouts (val/test) from trajectory files.
 
@@ -45,7 +143,8 @@ class TrajectoryDataModule(GridDataModule):
     own first frame starts it, as FNO's ``u``); ``train_steps``: pairs per trajectory;
     ``rollout_steps``: frames predicted autoregressively in validation/test. Other
     arguments as :class:`GridDataModule` (its ``input_fields``/``output_fields`` are set
-    to the trajectory field).
+    to the trajectory field; ``in_memory=False`` reads the pairs and rollouts one item at a
+    time from the file, :class:`LazyTrajectories`).
     """
 
     def __init__(self, data_dir: str, trajectory_field: str = "w",
@@ -73,6 +172,14 @@ class TrajectoryDataModule(GridDataModule):
         for split in need:
             if split in self.splits:
                 continue
+            if self.in_memory is not True:
+                lazy = LazyTrajectories(
+                    h5.split_path(self.data_dir, split), self.trajectory_field,
+                    self.initial_field, self.train_steps if split == "train"
+                    else self.rollout_steps, split == "train", self.stride, self.limits[split])
+                if not self.keep_in_memory(lazy.nbytes):
+                    self.splits[split] = lazy
+                    continue
             if split == "train":
                 traj = self._trajectories(split, self.train_steps + 1)
                 x = traj[:, :-1].reshape(-1, 1, *traj.shape[2:])

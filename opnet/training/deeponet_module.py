@@ -218,6 +218,9 @@ class DeepONetModule(L.LightningModule):
             self.prepare(datamodule)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from opnet.surrogate import operator_block  # (surrogate imports this module)
+
+        operator_block("checkpoint", checkpoint)  # refuses newer/older formats by name
         self._prepared = True  # the buffers come from the checkpoint
 
     # -- the operator in physical units -------------------------------------------------
@@ -255,10 +258,12 @@ class DeepONetModule(L.LightningModule):
         self._loss_sum, self._loss_count, self._last_batch = None, 0, None
 
     def training_step(self, batch: dict[str, Tensor] | list[dict[str, Tensor]],
-                      batch_idx: int) -> None:
+                      batch_idx: int) -> Tensor | None:
         """One optimizer iteration per batch (a list of batches: one after the other; the
         data module groups ``batches_per_step`` of them to spare Lightning's per-step cost).
-        The schedule is stepped after every iteration."""
+        The schedule is stepped after every iteration. Returns the sum of the iterations'
+        losses (detached; for the non-finite-loss guard)."""
+        group: Tensor | None = None
         direct = self._direct_steps()
         opt = self.optimizers(use_pl_optimizer=not direct)
         sched = self.lr_schedulers()
@@ -284,8 +289,10 @@ class DeepONetModule(L.LightningModule):
                 sched.step()
             value = loss.detach()
             self._loss_sum = value if self._loss_sum is None else self._loss_sum + value
+            group = value if group is None else group + value
             self._loss_count += 1
             self._last_batch = b
+        return group
 
     def _fast_path(self, opt: Any) -> MLPDeepONetStep | None:
         """The hand-derived-gradient iteration (:mod:`~opnet.training.deeponet_fastpath`)

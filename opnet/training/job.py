@@ -10,8 +10,10 @@ and loggers; fits (resuming from ``ckpt_path`` when given), tests the best check
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import logging
+import re
 import time
 import warnings
 from pathlib import Path
@@ -23,9 +25,10 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from opnet.files import write_text_atomic
+from opnet.training.compile import maybe_compile
 from opnet.training.module import ConfigError, fill_channels
 
-__all__ = ["ConfigError", "build_module", "model_spec", "train"]
+__all__ = ["ConfigError", "build_module", "check_config", "model_spec", "train"]
 
 DEFAULT_MODULE = "opnet.training.module.OperatorModule"
 
@@ -55,6 +58,67 @@ def build_module(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
     options = OmegaConf.to_container(cfg.module, resolve=True)
     cls = module_class(options.pop("_target_", DEFAULT_MODULE))
     return cls.from_data(OmegaConf.to_container(cfg.model, resolve=True), datamodule, **options)
+
+
+def _import(target: str, key: str) -> Any:
+    module_name, _, name = str(target).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"{key}._target_={target!r} cannot be imported ({err})") from err
+
+
+def _number_expected(param: inspect.Parameter) -> bool:
+    """Whether ``param`` takes a number (int/float) and no string (its default or type)."""
+    if isinstance(param.default, bool) or isinstance(param.default, str):
+        return False
+    if isinstance(param.default, int | float):
+        return True
+    if param.annotation is inspect.Parameter.empty:
+        return False
+    words = set(re.findall(r"\w+", str(param.annotation)))  # a scalar: int | float | None
+    return bool(words & {"int", "float"}) and words <= {"int", "float", "None", "NoneType",
+                                                        "Optional", "Union", "typing"}
+
+
+def check_arguments(key: str, target: Any, options: dict[str, Any],
+                    skip: tuple[str, ...] = ()) -> None:
+    """Raise a :class:`ConfigError` naming ``key.<name>`` for an option the constructor of
+    ``target`` does not take (a typo added with ``+``) or a string given for a number."""
+    params = dict(inspect.signature(target).parameters)
+    what = getattr(target, "__qualname__", str(target)).removesuffix(".__init__")
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    accepted = sorted(n for n, p in params.items() if n not in ("self", *skip)
+                      and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+    for name, value in options.items():
+        if name == "_target_" or name in skip:
+            continue
+        if name not in params:
+            if not takes_any:
+                raise ConfigError(f"{key}.{name}: {what} has no such argument (a typo?); "
+                                  f"it takes {accepted}")
+            continue
+        if isinstance(value, str) and _number_expected(params[name]):
+            raise ConfigError(f"{key}.{name}={value!r}: expected a number ({what}.{name})")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Catch what Hydra's strict mode lets through before anything runs: options added with
+    ``+`` that the model, module, data or trainer class does not take, strings given for
+    numbers, a non-integer seed (each :class:`ConfigError` names the key)."""
+    seed = cfg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"seed={seed!r}: expected an integer")
+    for key, skip in (("model", ()), ("data", ()), ("trainer", ("callbacks", "logger"))):
+        group = cfg.get(key)
+        if group is None or "_target_" not in group:
+            continue
+        options = OmegaConf.to_container(group, resolve=True)
+        check_arguments(key, _import(options["_target_"], key), options, skip)
+    if cfg.get("module") is not None:
+        options = OmegaConf.to_container(cfg.module, resolve=True)
+        cls = module_class(options.get("_target_", DEFAULT_MODULE))
+        check_arguments("module", cls.__init__, options, skip=("model", "io"))
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -89,6 +153,7 @@ def _quiet_lightning() -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run the job described by ``cfg``; returns the final test metrics."""
     t0 = time.perf_counter()
+    check_config(cfg)
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
@@ -98,6 +163,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    maybe_compile(module.model, bool(cfg.get("compile", False)),
+                  "cpu" if accelerator == "cpu" else "cuda")
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
@@ -108,11 +176,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file to resume from")
+    if cfg.get("ckpt_path"):  # readable, and in a format this opnet writes (not a newer one)
+        from opnet.surrogate import operator_block, read_checkpoint
+
+        operator_block(cfg.ckpt_path, read_checkpoint(cfg.ckpt_path, mmap=True))
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     metrics: dict[str, float] = {}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = _best_checkpoint(trainer)
     last = _last_checkpoint(trainer)  # before testing: it restores the callbacks' states
     if cfg.get("test", True):
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None,
@@ -144,6 +216,14 @@ def _extra_tests(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
         found = results[0] if results else {}
         metrics.update({f"{name}/{k}": float(v) for k, v in found.items()})
     return metrics
+
+
+def _best_checkpoint(trainer: L.Trainer) -> str:
+    """The best checkpoint of the first callback that monitors a metric ("" if none)."""
+    for cb in trainer.checkpoint_callbacks:
+        if getattr(cb, "monitor", None) and getattr(cb, "best_model_path", ""):
+            return cb.best_model_path
+    return ""
 
 
 def _last_checkpoint(trainer: L.Trainer) -> str | None:

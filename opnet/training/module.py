@@ -96,7 +96,14 @@ class OperatorModule(L.LightningModule):
                               f"'{io['dataset']['name']}' is {io.get('kind')} data (use "
                               "module=deeponet for a DeepONet)")
         module = cls(model=fill_channels(model, io), io=io, **kwargs)
-        module.fit_normalizers(*datamodule.train_arrays())
+        stats = getattr(datamodule, "normalizer_stats", None)
+        if stats is None:
+            module.fit_normalizers(*datamodule.train_arrays())
+        else:  # streamed where the split is lazy: never the whole split in memory
+            found = stats(module.in_norm.kind, module.out_norm.kind)
+            for norm, mean_std in zip((module.in_norm, module.out_norm), found, strict=True):
+                if mean_std is not None:
+                    norm.set_stats(*mean_std)
         return module
 
     def fit_normalizers(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -114,6 +121,9 @@ class OperatorModule(L.LightningModule):
         loss = reduce(self.loss_fn(pred, batch["y"]), self.hparams.reduction)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=len(pred))
+        if self.hparams.reduction == "sum" and self.trainer.world_size > 1:
+            # DDP averages the ranks' gradients; a sum over the global batch needs x ranks
+            return loss * self.trainer.world_size
         return loss
 
     def rollout(self, x: Tensor, steps: int) -> Tensor:
@@ -125,10 +135,16 @@ class OperatorModule(L.LightningModule):
             frames.append(x)
         return torch.cat(frames, dim=1)
 
+    def predict_frames(self, x: Tensor) -> Tensor:
+        """The prediction the targets are compared with: one application of the operator,
+        or the frames of an ``io["rollout_steps"]``-step rollout."""
+        steps = int(self.hparams.io.get("rollout_steps") or 1)
+        return self.rollout(x, steps) if steps > 1 else self(x)
+
     def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:
         x, y = batch["x"], batch["y"]
         steps = int(self.hparams.io.get("rollout_steps") or 1)
-        pred = self.rollout(x, steps) if steps > 1 else self(x)
+        pred = self.predict_frames(x)
         metrics = {f"{stage}/rel_l2": rel_l2(pred, y).mean(),
                    f"{stage}/mse": torch.mean((pred.float() - y.float()) ** 2)}
         if steps > 1:
@@ -144,6 +160,24 @@ class OperatorModule(L.LightningModule):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")
+
+    @torch.no_grad()
+    def figure_data(self, batch: Mapping[str, Tensor], n: int = 4) -> dict[str, Any]:
+        """The first ``n`` samples of ``batch`` for :func:`opnet.plot.sample_figure`: first
+        input channel, first target channel (the first frame of a rollout) and its
+        prediction, physical units, numpy."""
+        x, y = batch["x"][:n].to(self.device), batch["y"][:n]
+        pred = self.predict_frames(x)
+        grid = self.hparams.io.get("coords", {}).get("x")
+        grid = grid if grid is not None and len(grid) == x.shape[-1] else None
+
+        def first(t: Tensor) -> Any:
+            return t[:, 0].float().cpu().numpy()
+
+        return {"kind": "grid2d" if x.ndim == 4 else "grid1d", "inputs": first(x),
+                "truth": first(y), "pred": first(pred),
+                "coords": None if x.ndim == 4 else {"in": grid, "out": grid},
+                "equations": None}
 
     # -- optimiser -------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -178,6 +212,11 @@ class OperatorModule(L.LightningModule):
                 "model": spec, "io": dict(self.hparams.io),
                 "loss": self.hparams.loss, "opnet_version": __version__,
                 "torch_version": str(torch.__version__)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from opnet.surrogate import operator_block  # (surrogate imports this module)
+
+        operator_block("checkpoint", checkpoint)  # refuses newer/older formats by name
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["operator"] = self.operator_block()

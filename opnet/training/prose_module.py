@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from opnet import __version__
-from opnet.symbolic import Vocabulary
+from opnet.symbolic import Expr, Vocabulary
 from opnet.training.module import OPERATOR_FORMAT, ConfigError, build_model
 from opnet.training.prose_metrics import (
     WINDOWS,
@@ -264,13 +264,17 @@ class ProseModule(L.LightningModule):
         if len(rows):
             self._decode_metrics({k: v[rows] for k, v in batch.items()}, stage)
 
-    def _decode_metrics(self, batch: dict[str, Tensor], stage: str) -> None:
+    def generate_expressions(self, batch: Mapping[str, Tensor]) -> list[Expr | None]:
+        """The greedy-decoded equations of ``batch`` (None where the output does not
+        decode); a model with a symbol decoder only."""
         gen = self.model.generate(batch["t_in"], batch["u_in"], None, batch["symbols"],
                                   batch["symbol_mask"], max_len=self.hparams.max_decode_len)
-        tokens = gen.tokens.cpu().numpy()
+        return [decode_ids(row, self.vocab)[0] for row in gen.tokens.cpu().numpy()]
+
+    def _decode_metrics(self, batch: dict[str, Tensor], stage: str) -> None:
         truth = batch["target_out"].cpu().numpy()
         dims = batch["dim"].cpu().numpy()
-        pred_exprs = [decode_ids(row, self.vocab)[0] for row in tokens]
+        pred_exprs = self.generate_expressions(batch)
         true_exprs = [decode_ids(row, self.vocab)[0] for row in truth]
         valid, err = expression_errors(pred_exprs, true_exprs, dims,
                                        self.hparams.expression_points,
@@ -311,6 +315,29 @@ class ProseModule(L.LightningModule):
         if main is not None:
             self.log(f"{stage}/rel_l2", main, prog_bar=stage == "val")
 
+    @torch.no_grad()
+    def figure_data(self, batch: Mapping[str, Tensor], n: int = 4) -> dict[str, Any]:
+        """The first ``n`` trajectories of ``batch`` for :func:`opnet.plot.sample_figure`
+        (kind ``trajectory``): observed ``u_in``, target ``u_out`` and the prediction
+        [n, N, max_dim] (padded components NaN), their times, and the greedy-decoded
+        equations (infix, one line per component) when the model has a symbol decoder."""
+        b = {k: v[:n].to(self.device) for k, v in batch.items() if isinstance(v, Tensor)}
+        pred, _ = self(b, logits=False)
+        pad = ~b["dim_mask"][:, None, :]
+
+        def values(t: Tensor) -> Any:
+            return t.float().masked_fill(pad, float("nan")).cpu().numpy()
+
+        equations = None
+        if self.symbol_output:
+            equations = ["predicted: not decodable" if e is None else
+                         "predicted: " + e.to_infix(sep="\n") for e in
+                         self.generate_expressions(b)]
+        return {"kind": "trajectory", "inputs": values(b["u_in"]), "truth": values(b["u_out"]),
+                "pred": values(pred), "equations": equations,
+                "coords": {"in": b["t_in"].double().cpu().numpy(),
+                           "out": b["t_out"].double().cpu().numpy()}}
+
     # -- optimiser -------------------------------------------------------------------------
     def configure_optimizers(self):
         h = self.hparams
@@ -347,6 +374,11 @@ class ProseModule(L.LightningModule):
                 "expression_points": int(self.hparams.expression_points),
                 "expression_seed": int(self.hparams.expression_seed),
                 "opnet_version": __version__, "torch_version": str(torch.__version__)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from opnet.surrogate import operator_block  # (surrogate imports this module)
+
+        operator_block("checkpoint", checkpoint)  # refuses newer/older formats by name
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["operator"] = self.operator_block()

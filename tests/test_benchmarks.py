@@ -1,0 +1,27 @@
+"""benchmarks/gpu_check.sh runs (reduced, on the CPU): a throughput line for every model
+family and precision, no errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_reduced_on_the_cpu(tmp_path):
+    env = dict(os.environ, DEVICE="cpu", STEPS="2", DATA_ROOT=str(tmp_path),
+               OMP_NUM_THREADS="1", PYTHON=sys.executable)
+    done = subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert not [r for r in rows if "error" in r], rows
+    assert {(r["model"], r["precision"]) for r in rows} == {
+        (m, p) for m in ("mgno", "deeponet", "prose") for p in ("32-true", "bf16-mixed")}
+    for r in rows:
+        assert r["samples_per_s"] > 0 and r["peak_mem_mib"] > 0 and r["steps"] > 0
