@@ -379,9 +379,9 @@ def _print_table(results: list[Evaluation], out: Path, figures: list[Path]) -> N
         table.add_row(key, *(f"{r.row.get(key, float('nan')):.4g}" for r in results))
     console = Console()
     console.print(table)
-    console.print(f"metrics:  {out / 'metrics.json'}")
+    console.print(f"metrics:  {out / 'metrics.json'}", soft_wrap=True)
     for path in figures:
-        console.print(f"figure:   {path}")
+        console.print(f"figure:   {path}", soft_wrap=True)
 
 
 def main() -> None:
