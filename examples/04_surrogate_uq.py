@@ -98,7 +98,6 @@ def main(argv: list[str] | None = None) -> dict:
     import yaml
 
     import opnet
-    from data_gen.grf import cosine_grf_2d
     from data_gen.pdes import darcy, make_config
     from opnet import plot
 
@@ -112,17 +111,16 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. The input distribution: the generator configuration the training data came from,
     #    recorded in the checkpoint (resolution, GRF smoothness, the two coefficient values).
     pde = yaml.safe_load(op.io["dataset"]["generator_config"])
-    if pde.pop("name") != "darcy" or pde.get("coefficient") != "threshold":
-        raise SystemExit(f"{ckpt}: not a Darcy operator with a thresholded-GRF coefficient "
+    if pde.pop("name") != "darcy":
+        raise SystemExit(f"{ckpt}: not a Darcy operator "
                          f"(its generator: {op.io['dataset']['generator_config']})")
     cfg = make_config("darcy", pde)
     s = cfg.resolution
     # One independent random stream per sample, as the generator does; then the
-    # generator's coefficient: a = high where the cosine GRF >= threshold, else low.
+    # generator's own coefficient fields (a = high where a cosine GRF >= threshold, else low).
     rngs = [np.random.default_rng(ss) for ss in np.random.SeedSequence(args.seed)
             .spawn(args.n_samples)]
-    psi = cosine_grf_2d(rngs, s, cfg.alpha, cfg.tau, grid="nodes")
-    coeff = np.where(psi >= cfg.threshold, cfg.high, cfg.low).astype(np.float32)  # [N, s, s]
+    coeff = darcy.coefficients(cfg, rngs).astype(np.float32)  # [N, s, s]
 
     # 3a. The surrogate on all N fields, in batches ([N, s, s] in -> [N, s, s] out, physical
     #     units). One small call first, so that one-off costs are not counted.

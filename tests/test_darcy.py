@@ -292,3 +292,16 @@ def test_auto_solver_is_direct_below_the_crossover_and_multigrid_from_it(monkeyp
     darcy.solve_with("auto", np.ones((1, s0, s0)))
     darcy.solve_with("multigrid", np.ones((1, 9, 9)))
     assert calls == [s0, 9]
+
+
+def test_coefficients_are_the_fields_sample_solves_for():
+    """darcy.coefficients draws exactly the coefficient fields of darcy.sample (same
+    per-sample streams), without solving: Monte-Carlo inputs for a surrogate."""
+    from data_gen.pdes import darcy, make_config
+    from data_gen.runner import sample_rngs
+
+    cfg = make_config("darcy", {"resolution": 16})
+    fields = darcy.sample(cfg, sample_rngs(0, "train", 0, 3))
+    coeff = darcy.coefficients(cfg, sample_rngs(0, "train", 0, 3))
+    assert coeff.shape == (3, 16, 16) and set(np.unique(coeff)) <= {3.0, 12.0}
+    np.testing.assert_array_equal(coeff.astype(np.float32), fields["inputs"]["coeff"][:, 0])

@@ -90,13 +90,18 @@ def coords(cfg: DarcyConfig) -> dict[str, np.ndarray]:
     return {"x": x, "y": x.copy()}
 
 
+def coefficients(cfg: DarcyConfig, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    """The coefficient fields alone, float64 [len(rngs), s, s] (what :func:`sample` solves
+    for; e.g. Monte-Carlo inputs for a trained surrogate)."""
+    if cfg.coefficient == "multiscale":
+        return multiscale_coefficient(rngs, cfg.resolution, cfg.scales)
+    psi = cosine_grf_2d(rngs, cfg.resolution, cfg.alpha, cfg.tau, grid="nodes")
+    return np.where(psi >= cfg.threshold, cfg.high, cfg.low)
+
+
 def sample(cfg: DarcyConfig, rngs: Sequence[np.random.Generator]) -> Fields:
     """One chunk: ``inputs/coeff`` and ``outputs/sol``, float32 [len(rngs), 1, s, s]."""
-    if cfg.coefficient == "multiscale":
-        coeff = multiscale_coefficient(rngs, cfg.resolution, cfg.scales)
-    else:
-        psi = cosine_grf_2d(rngs, cfg.resolution, cfg.alpha, cfg.tau, grid="nodes")
-        coeff = np.where(psi >= cfg.threshold, cfg.high, cfg.low)
+    coeff = coefficients(cfg, rngs)
     sol = solve_with(cfg.solver, coeff, cfg.forcing)
     return {
         "inputs": {"coeff": coeff[:, None].astype(np.float32)},
