@@ -96,6 +96,17 @@ def tiny_cfg(tiny_overrides, tmp_path):
     return make
 
 
+class CrashAtStep(L.Callback):
+    """Simulates a killed run inside an epoch: raises when global step ``step`` starts."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"simulated crash at step {self.step}")
+
+
 class CrashAtEpoch(L.Callback):
     """Simulates a killed run: raises when epoch ``epoch`` starts (after the previous
     epoch's checkpoints were written)."""

@@ -464,3 +464,24 @@ def test_every_prose_experiment_composes_and_runs_one_batch(experiment, ode3d, t
     assert np.isfinite(metrics["test/rel_l2_2_6"]) and np.isfinite(metrics["test/loss"])
     if experiment != "prose_ode_cpu_data_only":
         assert "test/valid_pct" in metrics
+
+
+def test_run_killed_mid_epoch_resumes_to_the_same_weights(ode3d, tmp_path):
+    """Epochs of 4 steps, last.ckpt every 2 steps, a crash at step 3: resuming from the step-2
+    checkpoint skips the 2 batches of that epoch already trained on (drawing their noise and
+    corruption) and ends at the weights of the uninterrupted 6-step run."""
+    common = (*TINY, "trainer.max_steps=6", "data.batch_size=8", "data.steps_per_epoch=4",
+              "callbacks.step_checkpoint.every_n_train_steps=2", "test=false", "logger=none",
+              "~callbacks.val_figures", "module.warmup_steps=2", "module.val_decode_samples=4")
+    train(_cfg(ode3d, tmp_path / "full", *common))
+    with pytest.raises(RuntimeError, match="simulated crash at step 3"):
+        train(_cfg(ode3d, tmp_path / "crashed", *common,
+                   "+callbacks.crash._target_=conftest.CrashAtStep", "+callbacks.crash.step=3"))
+    last = tmp_path / "crashed" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 2
+    train(_cfg(ode3d, tmp_path / "crashed", *common, f"ckpt_path={last}"))
+    full, resumed = (torch.load(tmp_path / run / "checkpoints" / "last.ckpt",
+                                weights_only=True) for run in ("full", "crashed"))
+    assert resumed["global_step"] == full["global_step"] == 6
+    for key, value in full["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][key], value, rtol=0, atol=0, msg=key)

@@ -307,7 +307,8 @@ def read_prose_split(path: Path, limit: int | None = None
 class ProseBatches:
     """Batches of one split: training (shuffled, fresh noise and corruption on every pass;
     ``steps`` batches per epoch, from consecutive permutations) or evaluation (in order,
-    fixed noise and symbols). A sized iterable of dicts of CPU tensors."""
+    fixed noise and symbols). A sized iterable of dicts of CPU tensors; training resumes
+    exactly from a mid-epoch checkpoint (``state_dict``)."""
 
     def __init__(self, dm: ProseDataModule, split: str, train: bool, batch_size: int,
                  steps: int | None = None, rank: int = 0, world_size: int = 1,
@@ -319,6 +320,8 @@ class ProseBatches:
         self.batch_size = max(1, min(int(batch_size), max(n_local, 1)))
         self.steps = int(steps) if (train and steps) else math.ceil(n_local / self.batch_size)
         self.epoch = epoch or (lambda: 0)
+        self._served = 0  # training batches served in this epoch (saved in checkpoints)
+        self._resume: tuple[int, int] | None = None  # (epoch, batches to skip) after a restore
         self._t_in = torch.as_tensor(dm.times["t_in"], dtype=torch.float32)
         self._t_out = torch.as_tensor(dm.times["t_out"], dtype=torch.float32)
 
@@ -330,8 +333,11 @@ class ProseBatches:
             for k in range(self.steps):
                 yield self.batch(self.samples[k * self.batch_size:(k + 1) * self.batch_size])
             return
-        seed = np.random.SeedSequence([self.dm.seed, self.rank, int(self.epoch())])
-        rng = np.random.default_rng(seed)
+        epoch = int(self.epoch())
+        resume, self._resume = self._resume, None
+        skip = resume[1] if resume is not None and resume[0] == epoch else 0
+        self._served = 0
+        rng = np.random.default_rng(np.random.SeedSequence([self.dm.seed, self.rank, epoch]))
         perm, pos = rng.permutation(self.samples), 0
         for _ in range(self.steps):
             parts, need = [], self.batch_size
@@ -342,7 +348,22 @@ class ProseBatches:
                 pos += len(take)
                 need -= len(take)
                 parts.append(take)
-            yield self.batch(np.concatenate(parts), rng)
+            batch = self.batch(np.concatenate(parts), rng)  # skipped ones too: same draws
+            self._served += 1
+            if self._served > skip:
+                yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        """Position in the training epoch (Lightning stores it in checkpoints)."""
+        return {"epoch": int(self.epoch()), "batches": int(self._served)} if self.train else {}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resumed from a mid-epoch checkpoint: the next pass skips the batches of that epoch
+        already trained on, drawing their noise and corruption so the rest match the
+        uninterrupted run."""
+        batches = int(state.get("batches", 0))
+        if self.train and 0 < batches < self.steps:
+            self._resume = (int(state.get("epoch", 0)), batches)
 
     def batch(self, idx: np.ndarray, rng: np.random.Generator | None = None
               ) -> dict[str, Tensor]:
