@@ -160,8 +160,9 @@ def corrupt_error(path: str | os.PathLike, err: BaseException) -> DatasetError:
 
 
 def _raised_by_h5py(err: BaseException) -> bool:
-    """An HDF5 failure on a damaged file (not a missing name: that is the caller's to say)."""
-    if "doesn't exist" in str(err) or "does not exist" in str(err):
+    """An HDF5 failure on a damaged file (not a missing name: that is the caller's to say;
+    not running out of memory while reading: that is no fault of the file)."""
+    if isinstance(err, MemoryError) or "doesn't exist" in str(err) or "does not exist" in str(err):
         return False
     tb, files = err.__traceback__, []
     while tb is not None:
