@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from collections.abc import Sequence
 
 import torch
+from timing import time_steps  # the shared timed-step loop (benchmarks/ is on sys.path)
 from torch import nn
 
 from opnet.models.mgno import MgNO
@@ -32,24 +32,12 @@ def time_train_step(model: nn.Module, resolution: int, batch: int = 8, steps: in
     y = torch.randn(batch, 1, resolution, resolution, generator=gen).to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-4,
                            weight_decay=1e-4)
-    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
-                              enabled=precision == "bf16")
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    times = []
-    for i in range(warmup + steps):
-        sync()
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            pred = model(x)
-        pred = pred.float()
-        loss = ((pred - y).pow(2).sum(dim=(1, 2, 3)) / y.pow(2).sum(dim=(1, 2, 3))).sum()
-        loss.backward()
-        opt.step()
-        sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return times
+
+    def relative_mse() -> torch.Tensor:
+        pred = model(x).float()
+        return ((pred - y).pow(2).sum(dim=(1, 2, 3)) / y.pow(2).sum(dim=(1, 2, 3))).sum()
+
+    return time_steps(opt, relative_mse, device, precision, warmup, steps)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timing import time_steps  # the shared timed-step loop (benchmarks/ is on sys.path)
 from torch import nn
 
 from opnet.models.prose import PAPER, PROSE, SMALL
@@ -174,23 +175,9 @@ def loss_fn(model: nn.Module, b: dict[str, torch.Tensor], pad_id: int) -> torch.
 def time_train_step(model: nn.Module, b: dict[str, torch.Tensor], pad_id: int, repeats: int,
                     warmup: int, device: str, precision: str) -> list[float]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
-    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
-                              enabled=precision == "bf16")
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     model.train()
-    times = []
-    for i in range(warmup + repeats):
-        sync()
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            loss = loss_fn(model, b, pad_id)
-        loss.backward()
-        opt.step()
-        sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return times
+    return time_steps(opt, lambda: loss_fn(model, b, pad_id), device, precision, warmup,
+                      repeats)
 
 
 def decode_speed(model: PROSE, b: dict[str, torch.Tensor], length: int, use_cache: bool,
