@@ -1,6 +1,8 @@
 """A NaN training loss stops the run naming step and batch, before any checkpoint holds the
 weights it produced (policy stop), or its update is dropped (policy skip)."""
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -48,7 +50,7 @@ def test_skip_policy_drops_the_update_and_training_goes_on(tiny_cfg, tmp_path):
     cfg = tiny_cfg("logger=none", "+callbacks.poison._target_=test_guards.PoisonBatch",
                    "+callbacks.poison.step=5", "callbacks.nonfinite.policy=skip")
     metrics = train(cfg)
-    assert metrics["test/rel_l2"] == pytest.approx(metrics["test/rel_l2"])  # not NaN
+    assert math.isfinite(metrics["test/rel_l2"])
     assert _finite(tmp_path / "run" / "checkpoints" / "last.ckpt")
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     guard = [v for k, v in state["callbacks"].items() if k.startswith("FiniteLossGuard")]
