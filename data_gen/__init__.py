@@ -4,6 +4,7 @@
 the Python form of ``python -m data_gen pde=darcy resolution=64 out=data/darcy64``.
 """
 
+from data_gen.merge import merge
 from data_gen.runner import GenerationError, GenerationSummary, generate
 
-__all__ = ["GenerationError", "GenerationSummary", "generate"]
+__all__ = ["GenerationError", "GenerationSummary", "generate", "merge"]

@@ -1,10 +1,12 @@
 """``python -m data_gen pde=darcy n_train=1000 resolution=64 workers=2 out=data/darcy64``.
 
-On n machines: ``... shard=i num_shards=n`` on machine i (same ``out``), then
-``python -m data_gen.merge <out>``.
+On n machines or jobs: ``... shard=i num_shards=n`` for each i (same ``out``); the last shard
+to finish merges them. One command on one machine (Hydra's launchers: basic, joblib, slurm)::
+
+    python -m data_gen -m shard='range(0,4)' num_shards=4 out=data/darcy64
 
 A thin Hydra wrapper over :func:`data_gen.generate`; configuration in ``conf/datagen.yaml``
-and ``conf/pde/<name>.yaml``.
+and ``conf/pde/<name>.yaml``. Expected errors are one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -14,7 +16,23 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from data_gen.checks import integer
 from data_gen.runner import GenerationError, generate
+
+
+def default_out(cfg: DictConfig) -> str:
+    """``out``, or ``data/<pde name><resolution>`` when it is not set."""
+    if cfg.get("out"):
+        return str(cfg.out)
+    resolution = cfg.get("resolution")
+    if resolution is None:
+        resolution = cfg.pde.get("resolution", "")
+    return f"data/{cfg.pde.name}{resolution}"
+
+
+# conf/datagen.yaml puts a multirun's sweep folder inside the dataset folder: ${datagen_out:}
+OmegaConf.register_new_resolver("datagen_out", lambda *, _root_: default_out(_root_),
+                                replace=True)
 
 
 def run(cfg: DictConfig):
@@ -23,12 +41,12 @@ def run(cfg: DictConfig):
         if "resolution" not in pde:
             raise KeyError(f"resolution={cfg.resolution}: pde '{pde['name']}' has no resolution "
                            f"parameter (its parameters: {sorted(k for k in pde if k != 'name')})")
-        pde["resolution"] = int(cfg.resolution)
-    out = cfg.out or f"data/{pde['name']}{pde.get('resolution', '')}"
-    summary = generate(pde, out=out, n_train=cfg.n_train, n_val=cfg.n_val, n_test=cfg.n_test,
-                       seed=cfg.seed, workers=cfg.workers, chunk_size=cfg.chunk_size,
-                       shard_size=cfg.shard_size, shard=cfg.shard, num_shards=cfg.num_shards,
-                       overwrite=cfg.overwrite, progress=cfg.progress)
+        pde["resolution"] = integer("resolution", cfg.resolution, 2)
+    summary = generate(pde, out=default_out(cfg), n_train=cfg.n_train, n_val=cfg.n_val,
+                       n_test=cfg.n_test, seed=cfg.seed, workers=cfg.workers,
+                       chunk_size=cfg.chunk_size, shard_size=cfg.shard_size, shard=cfg.shard,
+                       num_shards=cfg.num_shards, overwrite=cfg.overwrite,
+                       progress=cfg.progress)
     print(summary.table())
     return summary
 

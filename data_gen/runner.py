@@ -6,12 +6,20 @@ do not depend on the number of workers, the chunk size, shards or restarts.
 
 Each finished chunk is saved at once (atomically) under ``<out>/.partial/<split>/``; a
 rerun of the same command skips those chunks. When a split is complete its chunks are
-assembled into ``<split>.h5`` (written as ``.tmp`` then renamed) and the parts removed.
+assembled into ``<split>.h5`` (written under a temporary name unique to the process, then
+renamed) and the parts removed.
 
 Across machines: ``generate(..., shard=i, num_shards=n)`` writes only shard ``i`` of every
 split (``<split>-0000i.h5``, its own resumable ``.partial-shard0000i/``); once every shard is
-there, :func:`merge` stitches them into the virtual ``<split>.h5``. Every sample is checked
-for NaN/Inf before anything is written.
+there, the last shard to finish stitches them into the virtual ``<split>.h5`` (:func:`merge`,
+also ``python -m data_gen.merge``). Every sample is checked for NaN/Inf before anything is
+written.
+
+Parallel processes (see :mod:`data_gen.locking`): a generation holds ``<out>/.lock`` (shard
+``k``: ``<out>/.lock-shard0000k``; merging: ``<out>/.lock``), a second one with the same
+configuration waits and then finds the data complete; temporary names are unique per process;
+a full disk or an unwritable folder is one :class:`GenerationError` naming the folder, and the
+same call resumes once it is fixed; pool workers die with their parent.
 """
 
 from __future__ import annotations
@@ -30,17 +38,25 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from data_gen.checks import check_memory, checked_config, integer
+from data_gen.locking import (
+    FOLDER_LOCK,
+    GenerationError,
+    is_storage_error,
+    locked,
+    prepare_folder,
+    shard_lock_name,
+    storage_error,
+    worker_init,
+)
+from data_gen.merge import merge
 from data_gen.pdes import get_pde, make_config
 from data_gen.pdes.base import Chunk
 from opnet.data import h5
-from opnet.files import write_text_atomic
+from opnet.files import unique_tmp, write_text_atomic
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 SEED_SCHEME = "numpy.random.SeedSequence([seed, split_id, global_index]); train=0 val=1 test=2"
-
-
-class GenerationError(RuntimeError):
-    """The requested generation conflicts with what is already on disk."""
 
 
 @dataclasses.dataclass
@@ -55,12 +71,15 @@ class GenerationSummary:
     skipped_splits: list[str] = dataclasses.field(default_factory=list)
     shard: int | None = None
     num_shards: int = 1
+    merged: bool = False  # a shard run that found every shard done and merged them
 
     def table(self) -> str:
         lines = [f"dataset {self.out}  ({self.seconds:.1f} s)"]
         if self.shard is not None:
-            lines[0] += (f"  shard {self.shard} of {self.num_shards}: when all are done, run "
-                         f"python -m data_gen.merge {self.out}")
+            lines[0] += (f"  shard {self.shard} of {self.num_shards}: " + (
+                "every shard is done; merged into <split>.h5" if self.merged else
+                "the last shard to finish merges them (or: python -m data_gen.merge "
+                f"{self.out})"))
         for split, files in self.files.items():
             status = " (already complete)" if split in self.skipped_splits else ""
             of = "" if self.shard is None else " in the split"
@@ -131,9 +150,15 @@ def _part_path(partial: Path, split: str, start: int, stop: int) -> Path:
 
 def _save_part(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **{k.replace("/", "."): v for k, v in arrays.items()})
-    os.replace(tmp, path)
+    tmp = unique_tmp(path)  # <part>.npz.<pid>-<random>.tmp: never globbed as a part
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{k.replace("/", "."): v for k, v in arrays.items()})
+        os.replace(tmp, path)
+    except OSError as err:  # zipfile's errors do not name the file
+        raise OSError(err.errno, err.strerror, str(err.filename or path)) from err
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _load_part(path: Path) -> dict[str, np.ndarray]:
@@ -153,139 +178,171 @@ def generate(pde: str | Mapping[str, object] = "darcy", out: str | os.PathLike =
     ``{"name": ..., **parameters}`` as in ``conf/pde/<name>.yaml``. ``shard_size > 0``
     splits larger splits into shard files joined by a virtual ``<split>.h5``.
     ``num_shards = n`` cuts every split into ``n`` shard files; with ``shard = i`` only shard
-    ``i`` is generated (one machine of ``n``; run :func:`merge` once all are done), without
+    ``i`` is generated (one machine or job of ``n``; the last to finish merges them), without
     it all ``n`` are generated and stitched here.
     Rerunning an interrupted call resumes it; a finished split with the same
     configuration is left as it is; a different configuration needs ``overwrite=True``.
+    Another process generating into ``out`` (same shard) is waited for.
     """
     if isinstance(pde, Mapping):
         params = {**{k: v for k, v in pde.items() if k != "name"}, **params}
         pde = str(pde["name"])
-    cfg = make_config(pde, params)
+    cfg = checked_config(pde, params)
     params = dataclasses.asdict(cfg)
-    sizes = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
-    for key, value, least in [*((f"n_{s}", n, 0) for s, n in sizes.items()),
-                              ("workers", workers, 1), ("chunk_size", chunk_size, 1),
-                              ("shard_size", shard_size, 0), ("num_shards", num_shards, 1)]:
-        if int(value) < least:
-            raise ValueError(f"{key}={value}: expected an integer >= {least}")
-    num_shards = int(num_shards)
-    if shard is not None and not 0 <= int(shard) < num_shards:
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    sizes = {s: integer(f"n_{s}", n, 0) for s, n in sizes.items()}
+    seed, workers = integer("seed", seed, 0), integer("workers", workers, 1)
+    chunk_size, shard_size = integer("chunk_size", chunk_size, 1), integer("shard_size",
+                                                                           shard_size, 0)
+    num_shards = integer("num_shards", num_shards, 1)
+    if shard is not None and not 0 <= integer("shard", shard, 0) < num_shards:
         raise ValueError(f"shard={shard}: expected 0 <= shard < num_shards={num_shards}")
+    shard = None if shard is None else int(shard)
     if num_shards > 1 and shard_size:
         raise ValueError("give either shard_size (a single machine) or num_shards "
                          f"(machines), not both (shard_size={shard_size}, "
                          f"num_shards={num_shards})")
+    check_memory(pde, cfg, min(chunk_size, max(sizes.values(), default=1) or 1))
     out = Path(out)
-    identity = {"pde": pde, "params": params, "seed": int(seed), "sizes": sizes,
-                "chunk_size": int(chunk_size), "shard_size": int(shard_size),
-                "num_shards": num_shards, "shard": shard}
-    identity = yaml.safe_load(yaml.safe_dump(identity))  # as read back: tuples -> lists
-    generator_config = yaml.safe_dump({"name": pde, **params}, sort_keys=True)
+    job = _Job(pde, cfg, params, sizes, seed, chunk_size, shard_size, shard, num_shards, out)
     t0 = time.perf_counter()
+    prepare_folder(out)
+    try:
+        with locked(out, FOLDER_LOCK if shard is None else shard_lock_name(shard),
+                    "" if shard is None else f" shard {shard}"):
+            summary = _generate(job, workers, overwrite, progress)
+        if shard is not None:
+            summary.merged = _merge_if_complete(job)
+    except OSError as err:
+        if is_storage_error(err):
+            raise storage_error(out, err) from err
+        raise
+    summary.seconds = time.perf_counter() - t0
+    return summary
 
-    partial = out / (".partial" if shard is None else f".partial-shard{int(shard):05d}")
-    if overwrite and out.exists():
-        mine = "*" if shard is None else f"*-{int(shard):05d}"
+
+@dataclasses.dataclass
+class _Job:
+    """What one :func:`generate` call writes (its identity decides resume and reuse)."""
+
+    pde: str
+    cfg: object
+    params: dict
+    sizes: dict[str, int]
+    seed: int
+    chunk_size: int
+    shard_size: int
+    shard: int | None
+    num_shards: int
+    out: Path
+
+    @property
+    def generator_config(self) -> str:
+        return yaml.safe_dump({"name": self.pde, **self.params}, sort_keys=True)
+
+    @property
+    def identity(self) -> dict:
+        identity = {"pde": self.pde, "params": self.params, "seed": self.seed,
+                    "sizes": self.sizes, "chunk_size": self.chunk_size,
+                    "shard_size": self.shard_size, "num_shards": self.num_shards,
+                    "shard": self.shard}
+        return yaml.safe_load(yaml.safe_dump(identity))  # as read back: tuples -> lists
+
+    @property
+    def partial(self) -> Path:
+        return self.out / (".partial" if self.shard is None else
+                           f".partial-shard{self.shard:05d}")
+
+    def files(self, split: str, all_shards: bool = False) -> list[tuple[int, int, Path]]:
+        """(start, stop, path) of the files this job writes for ``split`` (with
+        ``all_shards``: those of every shard)."""
+        ranges = shard_ranges(self.sizes[split], self.shard_size, self.num_shards)
+        files = [(a, b, self.out / (f"{split}-{k:05d}.h5" if len(ranges) > 1 else
+                                    f"{split}.h5")) for k, (a, b) in enumerate(ranges)]
+        return files if self.shard is None or all_shards else [files[self.shard]]
+
+    def matches(self, path: Path, start: int, stop: int, split: str) -> bool:
+        return _matches(path, self.pde, self.generator_config, self.seed, self.sizes[split],
+                        start, stop)
+
+
+def _generate(job: _Job, workers: int, overwrite: bool, progress: bool) -> GenerationSummary:
+    """:func:`generate` with the folder (or shard) lock held."""
+    out, partial, sizes = job.out, job.partial, job.sizes
+    if overwrite:
+        mine = "*" if job.shard is None else f"*-{job.shard:05d}"
         for split in SPLIT_IDS:
             for f in {*out.glob(f"{split}{mine}.h5"), *out.glob(f"{split}.h5")}:
                 f.unlink(missing_ok=True)
         shutil.rmtree(partial, ignore_errors=True)
-    _check_partial(partial, identity)
+    for split in SPLIT_IDS:  # temporary files a killed run left of the files this lock guards
+        names = {path.name for _, _, path in job.files(split)}
+        for name in names | ({f"{split}.h5"} if job.shard is None else set()):
+            for stale in out.glob(f"{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+    _check_partial(partial, job.identity)
 
-    layout: dict[str, list[tuple[int, int, Path]]] = {}  # split -> this run's shard files
     todo: list[tuple[str, int, int]] = []
     skipped, resumed = [], 0
     for split, n in sizes.items():
-        ranges = shard_ranges(n, int(shard_size), num_shards)
-        files = [(a, b, out / (f"{split}-{k:05d}.h5" if len(ranges) > 1 else f"{split}.h5"))
-                 for k, (a, b) in enumerate(ranges)]
-        if shard is not None:
-            files = [files[int(shard)]]
-        layout[split] = files
         whole = h5.split_path(out, split)
-        if shard is None and whole.exists() and _matches(whole, pde, generator_config, seed,
-                                                         n, 0, n):
+        if job.shard is None and whole.exists() and job.matches(whole, 0, n, split):
             skipped.append(split)
             continue
-        for a, b, path in files:
-            if path.exists() and not _matches(path, pde, generator_config, seed, n, a, b):
+        for a, b, path in job.files(split):
+            if path.exists() and not job.matches(path, a, b, split):
                 raise GenerationError(
                     f"{path}: exists with another configuration (pde, parameters, seed or "
                     "size differ); pass overwrite=true or choose another out folder")
-        for a, b in _chunks([(a, b) for a, b, path in files if not path.exists()], chunk_size):
+        pending = [(a, b) for a, b, path in job.files(split) if not path.exists()]
+        for a, b in _chunks(pending, job.chunk_size):
             if _part_path(partial, split, a, b).exists():
                 resumed += 1
             else:
                 todo.append((split, a, b))
     if todo or resumed:
         partial.mkdir(parents=True, exist_ok=True)
-        (partial / "run.yaml").write_text(yaml.safe_dump(identity, sort_keys=True))
+        write_text_atomic(partial / "run.yaml", yaml.safe_dump(job.identity, sort_keys=True))
 
-    _run_all(todo, pde, params, int(seed), partial, workers, progress, sizes)
+    _run_all(todo, job.pde, job.params, job.seed, partial, workers, progress, sizes)
 
     written: dict[str, list[Path]] = {}
     for split, n in sizes.items():
         if split in skipped:
             written[split] = [h5.split_path(out, split)]
             continue
-        attrs = {"pde": pde, "split": split, "generator_config": generator_config,
-                 "seed": int(seed), "seed_scheme": SEED_SCHEME, "split_id": SPLIT_IDS[split],
+        attrs = {"pde": job.pde, "split": split, "generator_config": job.generator_config,
+                 "seed": job.seed, "seed_scheme": SEED_SCHEME, "split_id": SPLIT_IDS[split],
                  "split_samples": n}
-        n_files = len(shard_ranges(n, int(shard_size), num_shards))
+        n_files = len(shard_ranges(n, job.shard_size, job.num_shards))
         paths = [path if path.exists() else
-                 _assemble(path, partial, split, a, b, chunk_size, pde, cfg, attrs,
+                 _assemble(path, partial, split, a, b, job.chunk_size, job.pde, job.cfg, attrs,
                            _shard_index(path) if n_files > 1 else None, n_files)
-                 for a, b, path in layout[split]]
-        if shard is None and n_files > 1:
+                 for a, b, path in job.files(split)]
+        if job.shard is None and n_files > 1:
             paths = [h5.write_virtual(h5.split_path(out, split), paths, attrs), *paths]
         written[split] = paths
     shutil.rmtree(partial, ignore_errors=True)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(
-        {"pde": {"name": pde, **params}, "seed": int(seed),
-         **{f"n_{k}": v for k, v in sizes.items()}, "chunk_size": chunk_size,
-         "shard_size": shard_size, "num_shards": num_shards}, sort_keys=False))
-    return GenerationSummary(out, written, sizes, time.perf_counter() - t0, resumed, skipped,
-                             None if shard is None else int(shard), num_shards)
+        {"pde": {"name": job.pde, **job.params}, "seed": job.seed,
+         **{f"n_{k}": v for k, v in sizes.items()}, "chunk_size": job.chunk_size,
+         "shard_size": job.shard_size, "num_shards": job.num_shards}, sort_keys=False))
+    return GenerationSummary(out, written, sizes, 0.0, resumed, skipped, job.shard,
+                             job.num_shards)
 
 
-def merge(out: str | os.PathLike) -> dict[str, Path]:
-    """Stitch the shard files ``<split>-NNNNN.h5`` that separate ``generate(shard=i,
-    num_shards=n)`` runs wrote into ``out`` into virtual ``<split>.h5`` files, after checking
-    that every shard is there and that all were made with one configuration."""
-    out = Path(out)
-    merged: dict[str, Path] = {}
-    for split in SPLIT_IDS:
-        shards = sorted(out.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9].h5"))
-        if not shards:
-            continue
-        attrs = [h5.read_attrs(p) for p in shards]
-        first = attrs[0]
-        for path, a in zip(shards, attrs, strict=True):
-            for key in ("pde", "generator_config", "seed", "n_shards", "split_samples"):
-                if a.get(key) != first.get(key):
-                    raise GenerationError(
-                        f"{path}: {key}={a.get(key)!r} differs from {shards[0].name} "
-                        f"({first.get(key)!r}); these shards come from different runs")
-        n_shards, n = int(first["n_shards"]), int(first["split_samples"])
-        have = {int(a["shard"]) for a in attrs}
-        missing = sorted(set(range(n_shards)) - have)
-        if missing:
-            names = ", ".join(f"{split}-{k:05d}.h5" for k in missing[:5])
-            raise GenerationError(
-                f"{out}: {split} has {len(have)} of {n_shards} shards; missing {names}"
-                f"{' ...' if len(missing) > 5 else ''} (run generate(shard=k, "
-                f"num_shards={n_shards}) for them)")
-        total = sum(int(a["n_samples"]) for a in attrs)
-        if total != n:
-            raise GenerationError(f"{out}: {split} shards hold {total} samples, expected {n}")
-        keep = {k: v for k, v in first.items() if k in (
-            "pde", "split", "generator_config", "seed", "seed_scheme", "split_id",
-            "split_samples")}
-        merged[split] = h5.write_virtual(h5.split_path(out, split), shards, keep)
-    if not merged:
-        raise GenerationError(f"{out}: no shard files <split>-NNNNN.h5 to merge")
-    return merged
+def _merge_if_complete(job: _Job) -> bool:
+    """After shard ``job.shard``: when every shard of every split is there (with this
+    configuration), merge them under the folder lock, unless another shard already did."""
+    for split in job.sizes:
+        for a, b, path in job.files(split, all_shards=True):
+            if not path.exists() or not job.matches(path, a, b, split):
+                return False
+    if all((whole := h5.split_path(job.out, split)).exists()
+           and job.matches(whole, 0, n, split) for split, n in job.sizes.items()):
+        return True
+    merge(job.out)
+    return True
 
 
 def _shard_index(path: Path) -> int:
@@ -332,10 +389,15 @@ def _run_all(todo, pde, params, seed, partial, workers, progress, sizes) -> None
                 done(*_run_chunk(pde, params, seed, split, a, b))
             return
         with _single_threaded_children(), ProcessPoolExecutor(
-                max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+                max_workers=workers, mp_context=mp.get_context("spawn"),
+                initializer=worker_init, initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(_run_chunk, pde, params, seed, s, a, b) for s, a, b in todo]
-            for fut in as_completed(futures):
-                done(*fut.result())
+            try:
+                for fut in as_completed(futures):
+                    done(*fut.result())
+            except BaseException:  # stop at once: queued chunks would only be thrown away
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
 
 
 @contextlib.contextmanager

@@ -11,7 +11,11 @@ __all__ = ["__version__", "load_operator"]
 
 
 def load_operator(path, **kwargs):
-    """Load a checkpoint as a :class:`opnet.surrogate.Surrogate` (see that module)."""
+    """Load a checkpoint as a surrogate (:func:`opnet.surrogate.load_operator`): keywords
+    ``model`` (expected model class), ``device``, ``trusted_targets`` (module prefixes of
+    your own model classes that the checkpoint may name; by default only ``opnet.models``
+    classes load). The file's tensor digest is checked first. Then ``.predict(...)`` takes
+    and returns physical units; see ``help(op.predict)`` for the shapes."""
     from opnet.surrogate import load_operator as _load
 
     return _load(path, **kwargs)

@@ -1,13 +1,15 @@
 """Evaluate a trained operator: a table of metrics, ``metrics.json`` and (optionally) figures.
 
     python -m opnet.evaluate ckpt=PATH                         # the training data's test split
+    python -m opnet.evaluate ckpt=RUN_FOLDER                   # its best (else last) checkpoint
     python -m opnet.evaluate ckpt=PATH data=data/darcy64       # a folder or a conf/data name
     python -m opnet.evaluate ckpt=PATH resolution=[32,64,128]  # fresh test sets per resolution
     python -m opnet.evaluate ckpt=PATH set={space:chebyshev}   # a fresh set, generator changed
     python -m opnet.evaluate ckpt=PATH plots=true              # + PNG figures (matplotlib)
 
 (Hydra app, ``conf/evaluate/evaluate.yaml``; outputs in ``outputs/evaluate/<time>/`` unless
-``output_dir=`` is given.) Metrics are computed on de-normalised outputs (:mod:`opnet.metrics`):
+``output_dir=`` is given; bad input is one line ``error: ...``, exit code 2.) Metrics are
+computed on de-normalised outputs (:mod:`opnet.metrics`):
 grid operators report relative L2, FFT-H1, MSE and the PDEBench metrics (RMSE, nRMSE, max
 error, cRMSE, bRMSE, fRMSE in low/mid/high Fourier bands), time-stepping operators the same
 on their autoregressive rollout; DeepONets the same without the grid-only ones, at the
@@ -40,6 +42,7 @@ from opnet.surrogate import DeepONetSurrogate, ProseSurrogate, Surrogate, load_o
 
 Operator = Surrogate | DeepONetSurrogate | ProseSurrogate
 CONF = Path(__file__).resolve().parents[1] / "conf"
+MAX_SEED = 2**32 - 1  # numpy's seeds: [0, 2**32 - 1]
 
 
 @dataclass
@@ -63,8 +66,14 @@ def _jsonable(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in metrics.items()}
 
 
+def _batch(batch_size: int | None) -> dict[str, int]:
+    """``predict``'s batch_size keyword where one is given (else the surrogate's default)."""
+    return {} if batch_size is None else {"batch_size": int(batch_size)}
+
+
 def evaluate_points(op: DeepONetSurrogate, data_dir: str | os.PathLike, split: str = "test",
-                    limit: int | None = None, keep: int = 0) -> Evaluation:
+                    limit: int | None = None, keep: int = 0,
+                    batch_size: int | None = None) -> Evaluation:
     """A DeepONet on ``data_dir/split`` at that dataset's query points; its sensors must be
     the checkpoint's (after the training sensor stride)."""
     from opnet.data.points import read_point_split
@@ -78,7 +87,7 @@ def evaluate_points(op: DeepONetSurrogate, data_dir: str | os.PathLike, split: s
         raise h5.DatasetError(f"{path}: its sensors ({len(geo['sensors'])} points) are not the "
                               f"{len(op.sensors)} sensor locations the operator was trained with")
     s = data.s.numpy()
-    pred = op.predict(data.u.numpy(), geo["query"]).reshape(s.shape)
+    pred = op.predict(data.u.numpy(), geo["query"], **_batch(batch_size)).reshape(s.shape)
     row = {"data": str(path), "samples": len(data), "n_query": int(len(geo["query"])),
            "train_n_query": int(len(op.query))}
     row.update(_jsonable(point_metrics(pred, s)))
@@ -89,7 +98,8 @@ def evaluate_points(op: DeepONetSurrogate, data_dir: str | os.PathLike, split: s
 
 
 def evaluate_grid(op: Surrogate, data_dir: str | os.PathLike, split: str = "test",
-                  stride: int = 1, limit: int | None = None, keep: int = 0) -> Evaluation:
+                  stride: int = 1, limit: int | None = None, keep: int = 0,
+                  batch_size: int | None = None) -> Evaluation:
     """A grid operator on ``data_dir/split`` at that dataset's grid (any resolution the
     operator accepts, subsampled by ``stride``); a time-stepping operator (trained on
     trajectories) is rolled out from each trajectory's first frame."""
@@ -104,11 +114,11 @@ def evaluate_grid(op: Surrogate, data_dir: str | os.PathLike, split: str = "test
         traj = read_trajectories(path, dataset["trajectory_field"],
                                  dataset.get("initial_field"), steps + 1, stride, limit)
         x, y = traj[:, :1], traj[:, 1:]
-        pred = op.rollout(x, steps)
+        pred = op.rollout(x, steps, **_batch(batch_size))
     else:
         x = h5.read_fields(path, "inputs", io["input_fields"], stride, limit)
         y = h5.read_fields(path, "outputs", io["output_fields"], stride, limit)
-        pred = op.predict(x)
+        pred = op.predict(x, **_batch(batch_size))
     row = {"data": str(path), "grid": list(y.shape[2:]), "samples": len(y),
            "train_grid": io["grid"]}
     row.update(_jsonable(grid_metrics(pred, y)))
@@ -196,15 +206,19 @@ def _operator(operator: Operator | str | os.PathLike) -> Operator:
 
 def evaluation(operator: Operator | str | os.PathLike, data_dir: str | os.PathLike,
                split: str = "test", stride: int = 1, limit: int | None = None,
-               keep: int = 0) -> Evaluation:
+               keep: int = 0, batch_size: int | None = None) -> Evaluation:
     """``operator`` (or a checkpoint path) on ``data_dir/split`` (at most ``limit``
-    samples; grids subsampled by ``stride``), keeping ``keep`` samples for figures."""
+    samples; grids subsampled by ``stride``), keeping ``keep`` samples for figures;
+    ``batch_size`` samples per forward pass (None: the surrogate's default)."""
+    check_integer("stride", stride)
+    check_integer("limit", limit, null="all samples")
+    check_integer("batch_size", batch_size, null="the surrogate's default")
     op = _operator(operator)
     if isinstance(op, DeepONetSurrogate):
-        return evaluate_points(op, data_dir, split, limit, keep)
+        return evaluate_points(op, data_dir, split, limit, keep, batch_size)
     if isinstance(op, ProseSurrogate):
-        return evaluate_prose(op, data_dir, split, limit, keep=keep)
-    return evaluate_grid(op, data_dir, split, stride, limit, keep)
+        return evaluate_prose(op, data_dir, split, limit, keep=keep, **_batch(batch_size))
+    return evaluate_grid(op, data_dir, split, stride, limit, keep, batch_size)
 
 
 def evaluate(operator: Operator | str | os.PathLike, data_dir: str | os.PathLike,
@@ -228,7 +242,8 @@ def _generator_config(op: Operator) -> dict:
 
 def generated_evaluation(operator: Operator | str | os.PathLike, changes: Mapping[str, Any],
                          n: int = 100, seed: int = 1, data_root: str | os.PathLike = "data",
-                         workers: int = 1, keep: int = 0) -> Evaluation:
+                         workers: int = 1, keep: int = 0,
+                         batch_size: int | None = None) -> Evaluation:
     """Errors on a fresh test set made by the checkpoint's own generator configuration with
     ``changes`` applied (e.g. ``{"space": "chebyshev"}``: inputs the operator never saw)."""
     from data_gen import generate
@@ -244,7 +259,7 @@ def generated_evaluation(operator: Operator | str | os.PathLike, changes: Mappin
     out = Path(data_root) / f"{op.io['dataset'].get('name', pde['name'])}_eval_{tag}_seed{seed}"
     generate({**pde, **changes}, out=out, n_train=0, n_val=0, n_test=n, seed=seed,
              workers=workers, progress=False)
-    result = evaluation(op, out, keep=keep)
+    result = evaluation(op, out, keep=keep, batch_size=batch_size)
     result.row["changes"] = changes
     return result
 
@@ -258,7 +273,8 @@ def evaluate_generated(operator: Operator | str | os.PathLike, changes: Mapping[
 
 def resolution_evaluations(operator: Operator | str | os.PathLike, resolutions: Sequence[int],
                            n: int = 100, seed: int = 1, data_root: str | os.PathLike = "data",
-                           workers: int = 1, keep: int = 0) -> list[Evaluation]:
+                           workers: int = 1, keep: int = 0,
+                           batch_size: int | None = None) -> list[Evaluation]:
     """Errors on fresh test sets generated at each resolution with the checkpoint's own
     generator configuration (seed differs from training so the samples are new)."""
     from data_gen import generate  # only this function needs the generators
@@ -274,7 +290,7 @@ def resolution_evaluations(operator: Operator | str | os.PathLike, resolutions: 
         out = Path(data_root) / f"{dataset.get('name', pde['name'])}_eval{res}_seed{seed}"
         generate({**pde, "resolution": int(res)}, out=out, n_train=0, n_val=0, n_test=n,
                  seed=seed, workers=workers, progress=False)
-        results.append(evaluation(op, out, keep=keep))
+        results.append(evaluation(op, out, keep=keep, batch_size=batch_size))
     return results
 
 
@@ -287,6 +303,73 @@ def evaluate_resolutions(operator: Operator | str | os.PathLike, resolutions: Se
 
 
 # ------------------------------------------------------------------------------- the app
+SPLITS = ("train", "val", "test")
+
+
+def check_integer(key: str, value: Any, low: int = 1, high: int | None = None,
+                  null: str | None = None) -> int | None:
+    """``value`` if it is an integer in [low, high] (or None where ``null`` says what None
+    means); else a one-line ValueError naming ``key``, e.g. ``stride=0: expected an integer
+    >= 1``."""
+    if value is None and null is not None:
+        return None
+    if (isinstance(value, int) and not isinstance(value, bool) and value >= low
+            and (high is None or value <= high)):
+        return value
+    expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    raise ValueError(f"{key}={value!r}: expected {expected}"
+                     + (f" or null ({null})" if null is not None else ""))
+
+
+def check_options(cfg: Mapping[str, Any]) -> None:
+    """Refuse bad values of ``conf/evaluate/evaluate.yaml``'s keys in one line naming the
+    key, before any file is read (``stride=0`` would otherwise look like a damaged file)."""
+    if cfg.get("ckpt") in (None, "", "???"):
+        raise ValueError("ckpt=<path to a .ckpt file or a run folder>: required")
+    split = cfg.get("split", "test")
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: expected one of {', '.join(SPLITS)}")
+    check_integer("stride", cfg.get("stride", 1))
+    check_integer("n", cfg.get("n"), null="all samples; regenerated sets: 100")
+    check_integer("seed", cfg.get("seed", 1), low=0, high=MAX_SEED)
+    check_integer("workers", cfg.get("workers", 1))
+    check_integer("n_plot", cfg.get("n_plot", 4))
+    check_integer("batch_size", cfg.get("batch_size"), null="the surrogate's default")
+    resolution = cfg.get("resolution")
+    entries = resolution if isinstance(resolution, list | tuple) else [resolution]
+    if resolution is not None and (not entries or not all(
+            isinstance(r, int) and not isinstance(r, bool) and r >= 2 for r in entries)):
+        raise ValueError(f"resolution={resolution!r}: expected an integer >= 2 (nodes per "
+                         "side), a non-empty list of them, or null")
+    changes = cfg.get("set") or {}
+    if not isinstance(changes, Mapping):
+        raise ValueError(f"set={changes!r}: expected generator parameters as a mapping, "
+                         "e.g. set={space:chebyshev}")
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """``path`` itself (a checkpoint file) or, for a training run's folder, its best
+    checkpoint (``metrics.json``'s ``best_checkpoint``), else its ``checkpoints/last.ckpt``."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"ckpt={path}: no such checkpoint file or run folder")
+    candidates = []
+    try:
+        best = json.loads((path / "metrics.json").read_text()).get("best_checkpoint")
+        if best:
+            candidates.append(Path(best))
+    except (OSError, ValueError, AttributeError):  # no or unreadable metrics.json
+        pass
+    candidates.append(path / "checkpoints" / "last.ckpt")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"ckpt={path}: a folder without checkpoints/last.ckpt (nor a best "
+                            "checkpoint in metrics.json); give a .ckpt file")
+
+
 def resolve_data(data: str | None, op: Operator) -> Path:
     """``data``: a dataset folder, a ``conf/data`` config name (its ``data_dir``), or None
     (the dataset the checkpoint was trained on)."""
@@ -311,27 +394,28 @@ def resolve_data(data: str | None, op: Operator) -> Path:
 def run(cfg: Mapping[str, Any]) -> list[Evaluation]:
     """What ``python -m opnet.evaluate`` does with its config (``conf/evaluate/evaluate.yaml``):
     evaluate, print the table, write ``metrics.json`` (and figures) under ``output_dir``."""
-    ckpt = Path(str(cfg["ckpt"]))
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"ckpt={ckpt}: no such checkpoint file")
+    check_options(cfg)
+    ckpt = checkpoint_file(str(cfg["ckpt"]))
     op = load_operator(ckpt)
     if cfg.get("device", "cpu") != "cpu":
         op.to(cfg["device"])
-    keep = int(cfg.get("n_plot", 4)) if cfg.get("plots") else 0
-    n, seed = cfg.get("n"), int(cfg.get("seed", 1))
-    root, workers = cfg.get("data_root", "data"), int(cfg.get("workers", 1))
+    keep = cfg.get("n_plot", 4) if cfg.get("plots") else 0
+    n, seed, batch_size = cfg.get("n"), cfg.get("seed", 1), cfg.get("batch_size")
+    root, workers = cfg.get("data_root", "data"), cfg.get("workers", 1)
     resolution, changes = cfg.get("resolution"), dict(cfg.get("set") or {})
     if resolution is not None and changes:
         raise ValueError("give resolution= or set=, not both")
     if resolution is not None:
         res = [resolution] if isinstance(resolution, int) else list(resolution)
-        results = resolution_evaluations(op, res, n or 100, seed, root, workers, keep)
+        results = resolution_evaluations(op, res, n or 100, seed, root, workers, keep,
+                                         batch_size)
     elif changes:
-        results = [generated_evaluation(op, changes, n or 100, seed, root, workers, keep)]
+        results = [generated_evaluation(op, changes, n or 100, seed, root, workers, keep,
+                                        batch_size)]
     else:
         data = resolve_data(cfg.get("data"), op)
-        results = [evaluation(op, data, cfg.get("split", "test"), int(cfg.get("stride", 1)),
-                              n, keep)]
+        results = [evaluation(op, data, cfg.get("split", "test"), cfg.get("stride", 1), n,
+                              keep, batch_size)]
     out = Path(str(cfg.get("output_dir") or "."))
     out.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(ckpt), "evaluations": [r.row for r in results]}
@@ -388,10 +472,14 @@ def main() -> None:
     import hydra
     from omegaconf import OmegaConf
 
+    from opnet.cli import run_reporting_errors
+    from opnet.run_dir import register_resolvers
+
+    register_resolvers()  # ${run_id:} in the output folder
     # its own folder: in conf/ the group conf/data/ would claim the key "data"
     @hydra.main(version_base="1.3", config_path=str(CONF / "evaluate"), config_name="evaluate")
     def app(cfg) -> None:
-        run(OmegaConf.to_container(cfg, resolve=True))
+        run_reporting_errors(lambda: run(OmegaConf.to_container(cfg, resolve=True)))
 
     app()
 

@@ -74,3 +74,43 @@ def test_deeponet_nan_stops_inside_its_group_of_iterations(antiderivative_small,
 def test_unknown_policy_is_named():
     with pytest.raises(ValueError, match=r"callbacks.nonfinite.policy='ignore': expected one of"):
         FiniteLossGuard("ignore")
+
+
+def test_weights_blown_up_by_a_finite_step_are_never_checkpointed(tiny_cfg, tmp_path):
+    """One step per epoch (batch 64 of 64 samples) at lr=30: the first step's loss is finite
+    but its update makes the weights non-finite. Lightning's ModelCheckpoint would write them
+    as epoch_000.ckpt, best with score inf; now no checkpoint holds them and the message
+    says so truthfully."""
+    cfg = tiny_cfg("logger=none", "data.batch_size=64", "module.lr=30",
+                   "module.scheduler.name=none", "callbacks.nonfinite.policy=stop")
+    with pytest.raises(NonFiniteLossError, match=r"at global step 1 \(epoch 0\): not "
+                       r"checkpointed, training stopped; the last good checkpoint is none"):
+        train(cfg)
+    folder = tmp_path / "run" / "checkpoints"
+    assert not folder.exists() or not list(folder.glob("*.ckpt"))
+
+
+def test_a_non_finite_validation_metric_is_never_the_best(tiny_cfg, tmp_path):
+    """Finite weights, but val/rel_l2 = inf in epoch 1 (a val batch poisoned with Inf): the
+    epoch-0 checkpoints stay, nothing of epoch 1 is written, the run stops naming the metric."""
+    cfg = tiny_cfg("logger=none", "callbacks.nonfinite.policy=stop",
+                   "+callbacks.poison_val._target_=test_guards.PoisonValidation",
+                   "+callbacks.poison_val.epoch=1")
+    with pytest.raises(NonFiniteLossError, match=r"val/rel_l2 is (inf|nan) at global step 16 "
+                                                 r"\(epoch 1\)"):
+        train(cfg)
+    folder = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in folder.glob("*.ckpt")) == ["epoch_000.ckpt", "last.ckpt"]
+    assert torch.load(folder / "last.ckpt", weights_only=True)["epoch"] == 0
+
+
+class PoisonValidation(L.Callback):
+    """Writes Inf into the targets of every validation batch of epoch ``epoch``."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx,
+                                  dataloader_idx=0) -> None:
+        if trainer.current_epoch == self.epoch and not trainer.sanity_checking:
+            batch["y"][:] = float("inf")

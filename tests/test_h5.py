@@ -76,7 +76,8 @@ def test_string_fields_are_utf8_and_survive_virtual_shards(tmp_path):
         path = tmp_path / f"train-0000{k}.h5"
         specs = {"symbols/expr": (text.shape[1:], text.dtype)}
         with h5.SplitWriter(path, len(text), specs, {}, {"pde": "toy"}) as w:
-            w.write(0, {"symbols/expr": text}, np.arange(len(text)))
+            start = sum(len(p) for p in parts[:k])  # global_index runs on across shards
+            w.write(0, {"symbols/expr": text}, np.arange(start, start + len(text)))
             paths.append(w.commit())
     h5.write_virtual(tmp_path / "train.h5", paths, {"pde": "toy"})
     got = h5.read_symbols(tmp_path / "train.h5", "expr")

@@ -314,6 +314,7 @@ def test_missing_fields_are_named(tmp_path):
     for split in h5.SPLITS:
         with h5.SplitWriter(h5.split_path(bad, split), 2, {"inputs/u": ((64, 3), np.float32)},
                             {}, {"pde": "test"}) as w:
+            w.write(0, {"inputs/u": np.zeros((2, 64, 3))}, np.arange(2))  # whole, field lacking
             w.commit()
     with pytest.raises(DatasetError, match=r"no field 'outputs/u'"):
         ProseDataModule(str(bad), symbols="none").setup("fit")

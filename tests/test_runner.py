@@ -118,12 +118,15 @@ def test_cli_writes_the_dataset_and_a_summary(tmp_path):
 
 
 def test_machine_shards_merge_to_the_same_bytes(tmp_path):
-    """Three 'machines' each write their shard of every split; merge stitches them."""
+    """Three 'machines' each write their shard of every split; the last one to finish
+    stitches them (merge does the same by hand)."""
     generate("darcy", out=tmp_path / "one", **SMALL)
     for k in (2, 0, 1):
+        assert not (tmp_path / "multi" / "train.h5").exists()
         summary = generate("darcy", out=tmp_path / "multi", shard=k, num_shards=3, **SMALL)
         assert [p.name for p in summary.files["train"]] == [f"train-{k:05d}.h5"]
-    assert not (tmp_path / "multi" / "train.h5").exists()
+        assert summary.merged == (k == 1)
+    _assert_same_bytes(_arrays(tmp_path / "one"), _arrays(tmp_path / "multi"))
     merged = runner.merge(tmp_path / "multi")
     assert sorted(merged) == ["test", "train", "val"]
     _assert_same_bytes(_arrays(tmp_path / "one"), _arrays(tmp_path / "multi"))

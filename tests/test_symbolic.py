@@ -351,3 +351,50 @@ def test_validity_checks_the_component_count_and_the_shape_of_u():
         evaluate(expr, np.ones(3))
     bad_u = np.array([[np.nan, 1.0, 1.0], [1.0, 1.0, 1.0]])
     assert evaluate(expr, bad_u).ok.tolist() == [False, True]
+
+
+# -- depth: hostile or degenerate nesting (issue 15) ------------------------------------------
+def test_deep_nesting_is_refused_at_parse_time_naming_the_limit():
+    """50,000 nested operators: a SymbolicError while parsing (text and tokens alike), never
+    a RecursionError from a later to_infix/evaluate/skeleton."""
+    from opnet.symbolic import MAX_DEPTH
+
+    with pytest.raises(SymbolicError, match=rf"token {MAX_DEPTH - 1}: expression nested deeper "
+                                            rf"than the limit of {MAX_DEPTH} levels"):
+        parse_prefix("neg " * 50_000 + "u_0")
+    with pytest.raises(SymbolicError, match=f"limit of {MAX_DEPTH} levels"):
+        decode(["add", "u_0"] * 50_000 + ["u_1"] * 50_001)
+    parse_prefix("neg " * (MAX_DEPTH - 1) + "u_0")  # depth MAX_DEPTH: accepted
+
+
+def _stack_depth() -> int:
+    import sys
+
+    frame, n = sys._getframe(), 0
+    while frame is not None:
+        frame, n = frame.f_back, n + 1
+    return n
+
+
+def test_the_deepest_accepted_tree_needs_no_recursion():
+    """A tree of MAX_DEPTH levels is printed, compared, hashed, skeletonised and evaluated
+    with only 60 frames of Python stack to spare (every walk is iterative)."""
+    import sys
+
+    from opnet.symbolic import MAX_DEPTH
+
+    adds = MAX_DEPTH // 4  # sin(sin(...(-2.0*u_0 + (-2.0*u_0 + ... + u_1)))): MAX_DEPTH deep
+    expr = parse_prefix("sin " * (MAX_DEPTH - 2 - adds) + "add mul -2.0 u_0 " * adds + "u_1")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(_stack_depth() + 60)
+    try:
+        infix = expr.to_infix()
+        same = parse_prefix(expr.to_prefix())
+        equal, hashed = same == expr, hash(same) == hash(expr)
+        skel = skeleton(expr)
+        result = evaluate(expr, np.full((4, 2), 0.5))
+        shown = repr(expr)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert infix.startswith("u_0' = sin(sin(") and equal and hashed and "u_1" in shown
+    assert skel != expr and len(skel) == len(expr) and result.all_ok

@@ -43,8 +43,14 @@ def ensure_dataset(data_dir: Path, generate: Mapping | None, missing_hint: str |
         try:
             summary = run_generator(out=data_dir, **generate)
         except GenerationError as err:
-            raise DatasetError(f"{err} (from data.generate; or set data.generate."
-                               "overwrite=true, or point data.data_dir elsewhere)") from err
+            what = str(err).split("; pass overwrite=true")[0]
+            if what == str(err):  # not a conflict with existing files (a full disk, ...)
+                raise DatasetError(f"{err} (while making data.generate)") from err
+            raise DatasetError(
+                f"{what} (from data.generate). To train on the files as they are, "
+                f"set data.generate=null; or point data.data_dir to another folder; or set "
+                f"data.generate.overwrite=true, which DELETES the files in {data_dir} and "
+                "generates them anew") from err
         if len(summary.skipped_splits) < len(h5.SPLITS):
             print(summary.table())
         return

@@ -12,8 +12,11 @@ One file per split (``train.h5``, ``val.h5``, ``test.h5``) in a dataset folder::
            n_samples, opnet_version, created_utc, (shards: n_shards, shard)
 
 Large splits are written as shards ``train-00000.h5`` ... and stitched by a virtual
-``train.h5`` so readers always open one file. Writers go to ``<name>.tmp`` and rename
-when complete: a file with the final name is always whole.
+``train.h5`` so readers always open one file. Writers go to a temporary name unique to the
+process (``<name>.<pid>-<random>.tmp``) and rename when complete: a file with the final
+name is always whole. Readers check that cheaply (:func:`open_split`): every per-sample
+dataset has ``n_samples`` rows and ``meta/global_index`` is consecutive; chunked fields carry
+HDF5 Fletcher-32 checksums, checked on every read.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from opnet.files import DeferredErrorFile, unique_tmp
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -58,15 +63,17 @@ class SplitWriter:
     def __init__(self, path: str | os.PathLike, n: int, specs: Mapping[str, tuple],
                  coords: Mapping[str, np.ndarray], attrs: Mapping[str, object]) -> None:
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = unique_tmp(self.path)
         self.n = n
-        self.file = h5py.File(self.tmp, "w")
+        self.raw = DeferredErrorFile(self.tmp)
+        self.file = h5py.File(self.raw, "w")
         for key, (shape, dtype) in specs.items():
             text = is_string(dtype)
+            chunked = bool(shape) and n > 0 and not text
             self.file.create_dataset(key, shape=(n, *shape), dtype=STRING if text else dtype,
-                                     chunks=(1, *shape) if shape and n > 0 and not text
-                                     else None)
+                                     chunks=(1, *shape) if chunked else None,
+                                     fletcher32=chunked)
         for axis, values in coords.items():
             self.file.create_dataset(f"coords/{axis}", data=np.asarray(values, np.float64))
         self.file.create_dataset("meta/global_index", shape=(n,), dtype=np.int64)
@@ -82,18 +89,34 @@ class SplitWriter:
         self.file["meta/global_index"][start:stop] = global_index
 
     def commit(self) -> Path:
-        self.file.close()
+        """Close the file and rename it to :attr:`path`. A failed write (disk full, quota,
+        file-size limit) raises ``OSError`` naming the temporary file, which is removed."""
+        self._close()
         os.replace(self.tmp, self.path)
         return self.path
+
+    def _close(self) -> None:
+        try:
+            if self.file.id.valid:
+                self.file.close()
+            self.raw.finish()
+        except BaseException:
+            self.raw.close()
+            self.tmp.unlink(missing_ok=True)
+            raise
 
     def __enter__(self) -> SplitWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.file.id.valid:
-            self.file.close()
-        if exc_type is not None and self.tmp.exists():
-            self.tmp.unlink()
+        if self.file.id.valid or not self.raw.closed:
+            try:
+                self._close()
+            except OSError:
+                if exc_type is None:
+                    raise
+        if exc_type is not None:
+            self.tmp.unlink(missing_ok=True)
 
 
 def is_string(dtype: object) -> bool:
@@ -114,7 +137,7 @@ def write_virtual(path: str | os.PathLike, shards: Sequence[Path],
     """Stitch shard files into one virtual file at ``path`` (atomic). Shards keep their
     relative names, so the dataset folder can be moved as a whole."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = unique_tmp(path)
     sizes = []
     with h5py.File(shards[0], "r") as first:
         keys = [k for k in _dataset_keys(first) if not k.startswith("coords/")]
@@ -124,23 +147,36 @@ def write_virtual(path: str | os.PathLike, shards: Sequence[Path],
         with h5py.File(shard, "r") as f:
             sizes.append(f.attrs["n_samples"])
     n = int(sum(sizes))
-    with h5py.File(tmp, "w", libver="latest") as f:
-        for key, (shape, dtype) in layouts.items():
-            layout = h5py.VirtualLayout(shape=(n, *shape), dtype=dtype)
-            start = 0
-            for shard, size in zip(shards, sizes, strict=True):
-                if size == 0:
-                    continue
-                layout[start:start + size] = h5py.VirtualSource(
-                    f"./{shard.name}", key, shape=(int(size), *shape))
-                start += size
-            f.create_virtual_dataset(key, layout)
-        for key, value in coords.items():
-            f.create_dataset(key, data=value)
-        f.attrs.update(base_attrs(attrs, n))
-        f.attrs["n_shards"] = len(shards)
-    os.replace(tmp, path)
+    raw = DeferredErrorFile(tmp)
+    try:
+        with h5py.File(raw, "w", libver="latest") as f:
+            _write_virtual(f, layouts, shards, sizes, coords, attrs, n)
+        raw.finish()
+        os.replace(tmp, path)
+    finally:
+        raw.close()
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _write_virtual(f: h5py.File, layouts: Mapping[str, tuple], shards: Sequence[Path],
+                   sizes: Sequence[int], coords: Mapping[str, np.ndarray],
+                   attrs: Mapping[str, object], n: int) -> None:
+    """Fill the open (new) file ``f``: one virtual dataset per field over the shards."""
+    for key, (shape, dtype) in layouts.items():
+        layout = h5py.VirtualLayout(shape=(n, *shape), dtype=dtype)
+        start = 0
+        for shard, size in zip(shards, sizes, strict=True):
+            if size == 0:
+                continue
+            layout[start:start + size] = h5py.VirtualSource(
+                f"./{shard.name}", key, shape=(int(size), *shape))
+            start += size
+        f.create_virtual_dataset(key, layout)
+    for key, value in coords.items():
+        f.create_dataset(key, data=value)
+    f.attrs.update(base_attrs(attrs, n))
+    f.attrs["n_shards"] = len(shards)
 
 
 def _dataset_keys(f: h5py.Group) -> list[str]:
@@ -205,7 +241,51 @@ def open_split(path: str | os.PathLike) -> SplitFile:
         raise DatasetError(
             f"{path}: schema_version is {shown}, expected {SCHEMA_VERSION} (an integer: the "
             "opnet HDF5 schema); regenerate the dataset with `python -m data_gen ...`")
+    try:
+        stat = path.stat()
+        _check_whole(f, path, (str(path.resolve()), stat.st_ino, stat.st_size,
+                               stat.st_mtime_ns))
+    except BaseException as err:
+        f.close()
+        if isinstance(err, DatasetError) or not _raised_by_h5py(err):
+            raise
+        raise corrupt_error(path, err) from err
     return f
+
+
+_WHOLE: dict[tuple, bool] = {}  # files already checked: (path, inode, size, mtime) -> True
+
+
+def _check_whole(f: h5py.File, path: Path, key: tuple) -> None:
+    """Raise a :class:`DatasetError` when the open split ``f`` is damaged or incomplete: a
+    per-sample dataset without ``n_samples`` rows, or a ``meta/global_index`` that is not the
+    consecutive range the writer stores (``shard_start`` .. for a shard, 0 .. for a file the
+    generators made, the source range for an import). Reads N int64; remembered per file."""
+    if key in _WHOLE:
+        return
+    n = f.attrs.get("n_samples")
+    if n is not None:
+        for name in (*GROUPS, "meta"):
+            for k, ds in (f[name].items() if name in f else ()):
+                if isinstance(ds, h5py.Dataset) and ds.shape[:1] != (int(n),):
+                    raise DatasetError(
+                        f"{path}: damaged or incomplete: '{name}/{k}' has shape {ds.shape}, "
+                        f"expected {int(n)} samples (attribute n_samples); {REGENERATE}")
+    if "meta/global_index" in f:
+        index = np.asarray(f["meta/global_index"][()], np.int64)
+        start = f.attrs.get("shard_start", 0 if "seed" in f.attrs or not len(index)
+                            else index[0])
+        bad = np.flatnonzero(index != int(start) + np.arange(len(index)))
+        if len(bad):
+            i = int(bad[0])
+            raise DatasetError(
+                f"{path}: damaged or incomplete: meta/global_index should be the consecutive "
+                f"range {int(start)}..{int(start) + len(index) - 1} but sample {i} holds "
+                f"{int(index[i])} ({len(bad)} of {len(index)} samples differ); it was "
+                f"written by two processes at once or cut short; {REGENERATE}")
+    if len(_WHOLE) > 4096:
+        _WHOLE.clear()
+    _WHOLE[key] = True
 
 
 def field_names(path: str | os.PathLike) -> dict[str, list[str]]:
@@ -253,7 +333,15 @@ def read_float32(path: str | os.PathLike, ds: h5py.Dataset, index: tuple = ()) -
                            "floating point (float32 in the opnet HDF5 schema); convert it "
                            "(e.g. the importers in data_gen/importers.py write float32) or "
                            f"{REGENERATE}")
-    values = np.asarray(ds[index], dtype=np.float32)
+    try:
+        values = np.asarray(ds[index], dtype=np.float32)
+    except OSError as err:
+        if "filter returned failure" not in str(err) or not ds.fletcher32:
+            raise
+        rows = [i for i in range(ds.shape[0]) if not _readable(ds, i)]
+        raise DatasetError(f"{path}: field '{key}' fails its Fletcher-32 checksum in "
+                           f"{len(rows)} sample(s) (first: {rows[:5]}): the file is corrupt; "
+                           f"{REGENERATE}") from err
     bad = (~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
            if values.ndim and values.size else [])
     if np.any(bad):
@@ -262,6 +350,14 @@ def read_float32(path: str | os.PathLike, ds: h5py.Dataset, index: tuple = ()) -
                            f"(first: {rows[:5].tolist()}), expected finite values: the file "
                            f"is corrupt (or not made by opnet's generators); {REGENERATE}")
     return values
+
+
+def _readable(ds: h5py.Dataset, i: int) -> bool:
+    try:
+        ds[i]
+    except OSError:
+        return False
+    return True
 
 
 def read_symbols(path: str | os.PathLike, name: str, limit: int | None = None) -> np.ndarray:

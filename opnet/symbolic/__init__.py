@@ -27,11 +27,11 @@ from opnet.symbolic.corruption import (
 from opnet.symbolic.evaluate import EvalResult, check, evaluate, is_valid
 from opnet.symbolic.floats import decode_float, encode_float, round3
 from opnet.symbolic.prefix import decode, decode_tokens, encode, parse_prefix
-from opnet.symbolic.tree import ARITY, CONST, PLACEHOLDER, Expr, Node, SymbolicError
+from opnet.symbolic.tree import ARITY, CONST, MAX_DEPTH, PLACEHOLDER, Expr, Node, SymbolicError
 from opnet.symbolic.vocabulary import SPECIALS, Vocabulary
 
 __all__ = [
-    "ARITY", "CONST", "CORRUPTION_SITES", "PENDULUM_SITES", "PLACEHOLDER", "SPECIALS",
+    "ARITY", "CONST", "CORRUPTION_SITES", "MAX_DEPTH", "PENDULUM_SITES", "PLACEHOLDER", "SPECIALS",
     "EvalResult", "Expr", "Node", "SumSite", "SymbolicError", "Vocabulary",
     "addition_terms", "check", "decode", "decode_float", "decode_tokens", "delete_term",
     "deletion_points", "encode", "encode_float", "evaluate", "insert_term",

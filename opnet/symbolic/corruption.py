@@ -40,7 +40,7 @@ from typing import Literal
 
 import numpy as np
 
-from opnet.symbolic.tree import CONST, Expr, Node, SymbolicError
+from opnet.symbolic.tree import CONST, Expr, Node, SymbolicError, fold
 
 Mode = Literal["keep", "add", "delete"]
 
@@ -51,11 +51,8 @@ def skeleton(expr: Expr) -> Expr:
 
 
 def _skeleton_node(node: Node) -> Node:
-    if node.op == CONST:
-        return Node.placeholder()
-    if not node.children:
-        return node
-    return Node(node.op, tuple(_skeleton_node(c) for c in node.children))
+    return fold(node, lambda n: Node.placeholder() if n.op == CONST else n,
+                lambda n, children: Node(n.op, tuple(children)))
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,21 @@ reference's "valid %" criterion for a whole expression.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from opnet.symbolic.tree import CONST, PLACEHOLDER, Expr, Node, SymbolicError, variable_index
+from opnet.symbolic.tree import (
+    CONST,
+    PLACEHOLDER,
+    Expr,
+    Node,
+    SymbolicError,
+    fold,
+    variable_index,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +84,10 @@ class _Run:
         self.bad |= nonfinite
 
     def eval(self, node: Node) -> np.ndarray:
+        """Values of ``node`` at every point [n] (bottom-up, no recursion)."""
+        return fold(node, self._leaf, self._inner)
+
+    def _leaf(self, node: Node) -> np.ndarray:
         op = node.op
         if op == CONST:
             return np.full(self.n, node.value)
@@ -87,18 +100,19 @@ class _Run:
             if k >= self.u.shape[1]:
                 return self._structural(f"variable {op} needs u with at least {k + 1} "
                                         f"columns, got {self.u.shape[1]}")
-            return self.u[:, k]
+        return self.u[:, k]
+
+    def _inner(self, node: Node, args: Sequence[np.ndarray]) -> np.ndarray:
+        op = node.op
         if op in _BINARY:
-            a = self.eval(node.children[0])
-            b = self.eval(node.children[1])
+            a, b = args
             result = _BINARY[op](a, b)
             self._check(op, result, b if op == "div" else None)
         elif op == "inv":
-            a = self.eval(node.children[0])
-            result = np.divide(1.0, a)
-            self._check(op, result, a)
+            result = np.divide(1.0, args[0])
+            self._check(op, result, args[0])
         else:
-            result = _UNARY[op](self.eval(node.children[0]))
+            result = _UNARY[op](args[0])
             self._check(op, result, None)
         return result
 

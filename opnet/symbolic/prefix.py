@@ -11,7 +11,9 @@ Two spellings of the same prefix notation, mixed freely by the parser:
 Integer words of the reference vocabulary (``-10``..``10``, ``0``) read as constants;
 its other never-emitted words (``pow``, ``rand``, ``CONSTANT``, ``INT+``, ...) and the
 special tokens other than ``<PLACEHOLDER>`` are rejected. Every malformed sequence raises
-:class:`SymbolicError` naming the (0-based) token position and what was expected.
+:class:`SymbolicError` naming the (0-based) token position and what was expected; so does
+a tree deeper than :data:`~opnet.symbolic.tree.MAX_DEPTH` levels (checked while parsing,
+which is iterative).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from opnet.symbolic.floats import SIGN_TOKENS, decode_float, encode_float
 from opnet.symbolic.tree import (
     ARITY,
     CONST,
+    MAX_DEPTH,
     PLACEHOLDER,
     Expr,
     Node,
@@ -91,6 +94,11 @@ def _component(tokens: Sequence[str], start: int, end: int) -> Node:
                 f"(tokens {start}..{i - 1}); expected '|' or the end")
         tok = tokens[i]
         if tok in ARITY:
+            if len(stack) >= MAX_DEPTH - 1:  # its operand would sit deeper than MAX_DEPTH
+                raise SymbolicError(
+                    f"token {i}: expression nested deeper than the limit of {MAX_DEPTH} levels "
+                    f"(operator {tok!r} inside {len(stack)} open operators); such a tree is "
+                    "refused as malformed")
             stack.append((tok, [], i))
             i += 1
             continue

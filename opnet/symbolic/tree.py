@@ -10,14 +10,18 @@ one tree per component, written in prefix (Polish) notation with components sepa
 Constants print as ``repr(value)``, so text round-trips exactly; the generators round
 parameters to 3 significant digits first (:func:`opnet.symbolic.round3`), which makes the
 3-token float encoding exact too. Trees are frozen dataclasses: equal trees compare equal
-and hash alike. Parsing, printing and encoding are iterative (no recursion limit on
-model-generated trees); evaluation and infix display recurse.
+and hash alike. The parser refuses trees deeper than :data:`MAX_DEPTH` (a hostile or
+degenerate text such as 50,000 nested ``neg`` is a :class:`SymbolicError` at parse time);
+parsing, printing, infix display, encoding, skeletons and evaluation are iterative
+(:func:`fold`), so no tree hits Python's recursion limit.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 ARITY: dict[str, int] = {
     "add": 2, "sub": 2, "mul": 2, "div": 2,
@@ -30,6 +34,12 @@ CONST = "const"
 
 PLACEHOLDER = "<PLACEHOLDER>"
 """``Node.op`` of a skeleton placeholder: a constant whose value is not given."""
+
+MAX_DEPTH = 256
+"""The deepest tree (nodes on a root-to-leaf path) the parser accepts: PROSE decodes at most
+150 tokens and its systems are a few levels deep; deeper text is refused as malformed."""
+
+T = TypeVar("T")
 
 
 class SymbolicError(ValueError):
@@ -44,13 +54,14 @@ def variable_index(op: str) -> int | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Node:
     """One node of an expression tree.
 
     ``op``: an operator of :data:`ARITY`, a variable ``"u_<i>"``, :data:`CONST` (with a
     finite float ``value``) or :data:`PLACEHOLDER`. ``children``: as many nodes as the
-    operator's arity, none for leaves.
+    operator's arity, none for leaves. Equality, hashing and ``repr`` go through the
+    prefix sequence (iterative: any depth).
     """
 
     op: str
@@ -110,13 +121,30 @@ class Node:
     def __len__(self) -> int:
         return len(self.walk())
 
+    def _key(self) -> tuple[tuple[str, float | None], ...]:
+        """The prefix sequence of (op, value): equal exactly for equal trees (fixed arities)."""
+        return tuple((n.op, n.value) for n in self.walk())
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Node):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Node({self.to_prefix()!r})"
+
     def to_prefix(self) -> str:
         """Human prefix text: tokens separated by spaces, constants as ``repr`` floats."""
         return " ".join(n.op if n.op != CONST else repr(n.value) for n in self.walk())
 
     def to_infix(self) -> str:
         """Readable infix (display only; ``?`` stands for a placeholder)."""
-        return _infix(self)[0]
+        return fold(self, _infix_leaf, _infix_inner)[0]
 
     def __str__(self) -> str:
         return self.to_prefix()
@@ -169,51 +197,75 @@ class Expr:
 _ATOM, _POW, _UNARY, _MUL, _ADD = 5, 4, 3, 2, 1
 
 
-def _strip_minus(node: Node) -> Node | None:
-    """``-x`` as ``x`` when the node reads with a leading minus (negative constant,
-    ``neg``, or a product/quotient whose leftmost factor is one); else None."""
-    if node.op == CONST and node.value is not None and node.value < 0:
-        return Node.const(-node.value)
-    if node.op == "neg":
-        return node.children[0]
-    if node.op in ("mul", "div"):
-        left = _strip_minus(node.children[0])
-        if left is not None:
-            return Node(node.op, (left, node.children[1]))
-    return None
+def fold(node: Node, leaf: Callable[[Node], T],
+         inner: Callable[[Node, Sequence[T]], T]) -> T:
+    """Bottom-up over ``node`` without recursion: ``leaf(n)`` for a leaf, ``inner(n,
+    [results of n's children])`` for an operator; children left to right, each operator
+    after its operands (the order of a recursive post-order walk)."""
+    results: list[T] = []
+    stack: list[tuple[Node, bool]] = [(node, False)]
+    while stack:
+        n, expanded = stack.pop()
+        if not n.children:
+            results.append(leaf(n))
+        elif expanded:
+            k = len(n.children)
+            args = results[-k:]
+            del results[-k:]
+            results.append(inner(n, args))
+        else:
+            stack.append((n, True))
+            stack.extend((c, False) for c in reversed(n.children))
+    return results[0]
 
 
-def _wrap(part: tuple[str, int], need: int) -> str:
-    text, prec = part
+# ---------------------------------------------------------------------------------------
+# infix rendering, bottom-up: (text, precedence, the same without its leading minus or
+# None). Higher precedence binds tighter.
+
+_ATOM, _POW, _UNARY, _MUL, _ADD = 5, 4, 3, 2, 1
+_Part = tuple[str, int]
+_Infix = tuple[str, int, "_Part | None"]
+
+
+def _wrap(part: _Part | _Infix, need: int) -> str:
+    text, prec = part[0], part[1]
     return text if prec >= need else f"({text})"
 
 
-def _infix(node: Node) -> tuple[str, int]:
-    op = node.op
-    if op == CONST:
+def _infix_leaf(node: Node) -> _Infix:
+    if node.op == CONST:
         assert node.value is not None
-        return repr(node.value), (_UNARY if node.value < 0 else _ATOM)
-    if op == PLACEHOLDER:
-        return "?", _ATOM
-    if not node.children:
-        return op, _ATOM
-    if op in ("sin", "cos"):
-        return f"{op}({_infix(node.children[0])[0]})", _ATOM
-    if op == "pow2":
-        return f"{_wrap(_infix(node.children[0]), _ATOM)}**2", _POW
-    if op == "neg":
-        return f"-{_wrap(_infix(node.children[0]), _POW)}", _UNARY
-    if op == "inv":
-        return f"1/{_wrap(_infix(node.children[0]), _POW)}", _MUL
-    a, b = node.children
-    left = _infix(a)
-    if op in ("add", "sub"):
-        flipped = _strip_minus(b)
-        if flipped is not None:
-            b, op = flipped, ("sub" if op == "add" else "add")
-        right = _wrap(_infix(b), _MUL)
-        sign = "+" if op == "add" else "-"
-        return f"{_wrap(left, _ADD)} {sign} {right}", _ADD
-    right = _infix(b)
-    right_text = _wrap(right, _POW) if (op == "div" or right[1] == _UNARY) else _wrap(right, _MUL)
+        if node.value < 0:
+            return repr(node.value), _UNARY, (repr(-node.value), _ATOM)
+        return repr(node.value), _ATOM, None
+    return ("?" if node.op == PLACEHOLDER else node.op), _ATOM, None
+
+
+def _product(op: str, left: _Part | _Infix, right: _Infix) -> _Part:
+    right_text = (_wrap(right, _POW) if (op == "div" or right[1] == _UNARY)
+                  else _wrap(right, _MUL))
     return f"{_wrap(left, _MUL)}{'*' if op == 'mul' else '/'}{right_text}", _MUL
+
+
+def _infix_inner(node: Node, parts: Sequence[_Infix]) -> _Infix:
+    """A node's infix from its children's; ``-x`` reads with a leading minus when it is a
+    negative constant, ``neg``, or a product/quotient whose leftmost factor is one (then
+    ``a + -x`` prints as ``a - x``)."""
+    op = node.op
+    if op in ("sin", "cos"):
+        return f"{op}({parts[0][0]})", _ATOM, None
+    if op == "pow2":
+        return f"{_wrap(parts[0], _ATOM)}**2", _POW, None
+    if op == "neg":
+        return f"-{_wrap(parts[0], _POW)}", _UNARY, (parts[0][0], parts[0][1])
+    if op == "inv":
+        return f"1/{_wrap(parts[0], _POW)}", _MUL, None
+    a, b = parts
+    if op in ("add", "sub"):
+        right: _Part | _Infix = b
+        if b[2] is not None:
+            right, op = b[2], ("sub" if op == "add" else "add")
+        return f"{_wrap(a, _ADD)} {'+' if op == 'add' else '-'} {_wrap(right, _MUL)}", _ADD, None
+    text, prec = _product(op, a, b)
+    return text, prec, (_product(op, a[2], b) if a[2] is not None else None)

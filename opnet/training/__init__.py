@@ -4,9 +4,12 @@
 does not import Hydra.
 """
 
+from opnet.run_dir import register_resolvers
 from opnet.training.deeponet_module import DeepONetModule
 from opnet.training.module import ConfigError, OperatorModule
 from opnet.training.prose_module import ProseModule
+
+register_resolvers()  # ${run_id:} in conf/train.yaml's run folders
 
 __all__ = ["ConfigError", "DeepONetModule", "OperatorModule", "ProseModule", "train"]
 

@@ -218,9 +218,12 @@ class DeepONetModule(L.LightningModule):
             self.prepare(datamodule)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from opnet.checkpoint import loading_path, verify_digest
         from opnet.surrogate import operator_block  # (surrogate imports this module)
 
-        operator_block("checkpoint", checkpoint)  # refuses newer/older formats by name
+        where = loading_path(self)
+        operator_block(where, checkpoint)  # refuses newer/older formats by name
+        verify_digest(checkpoint, where)  # a damaged file is named, never trained on
         self._prepared = True  # the buffers come from the checkpoint
 
     # -- the operator in physical units -------------------------------------------------
@@ -438,7 +441,10 @@ class DeepONetModule(L.LightningModule):
                 "torch_version": str(torch.__version__)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from opnet.checkpoint import add_digest
+
         checkpoint["operator"] = self.operator_block()
+        add_digest(checkpoint)  # checked by every load: bit rot is an error
 
 
 def exact_metrics(pred: np.ndarray, s: np.ndarray) -> dict[str, float]:

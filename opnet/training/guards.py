@@ -7,7 +7,12 @@ lower learning rate). ``policy="skip"`` drops the optimizer update of a step who
 are not finite (the parameters and optimizer state stay as they were) and counts it as
 ``train/skipped_steps``; ``max_skips`` consecutive skips stop the run. Skipping needs
 Lightning's automatic optimization (MgNO/FNO, PROSE); DeepONet's manual iterations stop.
-(Lightning's ModelCheckpoint never takes a NaN monitor value as the best.)
+
+A finite loss can still be followed by an update that blows the weights up (a too large
+learning rate): :class:`FiniteModelCheckpoint` (every checkpoint callback of ``conf/callbacks``)
+never writes weights or a monitored metric that are not finite, as best or as ``last``. It
+stops the run instead, naming the epoch, step and the last good checkpoint. (Lightning's own
+ModelCheckpoint writes a first epoch whose metric is NaN/Inf as the best, score inf.)
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 
 POLICIES = ("stop", "skip")
@@ -83,3 +89,41 @@ class FiniteLossGuard(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped = int(state_dict.get("skipped", 0))
+
+
+def non_finite_tensors(state: Mapping[str, Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``state`` that hold NaN/Inf."""
+    return [k for k, v in state.items()
+            if isinstance(v, Tensor) and v.is_floating_point() and not bool(v.isfinite().all())]
+
+
+class FiniteModelCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint that refuses to write non-finite weights or a non-finite
+    monitored metric (its own or, for ``last.ckpt``, any checkpoint callback's): it raises
+    :class:`NonFiniteLossError` before the file is touched, so ``last.ckpt`` and the best
+    checkpoint keep the last finite state."""
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        bad = non_finite_tensors(trainer.lightning_module.state_dict())
+        what = ""
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            what = f"the weights hold NaN/Inf ({', '.join(bad[:3])}{more})"
+        else:  # this callback's metric, and those the others monitor (for last.ckpt)
+            monitors = dict.fromkeys([self.monitor] + [getattr(cb, "monitor", None)
+                                                       for cb in trainer.checkpoint_callbacks])
+            for name in filter(None, monitors):
+                score = trainer.callback_metrics.get(name)
+                if score is not None and not bool(torch.isfinite(torch.as_tensor(score)).all()):
+                    what = f"{name} is {float(score):g}"
+                    break
+        if what:
+            written = [cb._last_checkpoint_saved for cb in trainer.checkpoint_callbacks
+                       if getattr(cb, "_last_checkpoint_saved", None)]
+            kept = written[-1] if written else "none (nothing was written before)"
+            raise NonFiniteLossError(
+                f"{what} at global step {trainer.global_step} (epoch {trainer.current_epoch}): "
+                f"not checkpointed, training stopped; the last good checkpoint is {kept}: "
+                "resume from it with a lower module.lr (resume.extend=true), or check the "
+                "data for NaN/Inf")
+        super()._save_checkpoint(trainer, filepath)

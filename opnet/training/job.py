@@ -27,6 +27,15 @@ from omegaconf import DictConfig, OmegaConf
 from opnet.files import write_text_atomic
 from opnet.training.compile import maybe_compile
 from opnet.training.module import ConfigError, fill_channels
+from opnet.training.resume import (
+    RUN_CONFIG_KEY,
+    ExtendSchedule,
+    RecordRunConfig,
+    changes,
+    check_remaining,
+    check_resume,
+    plain_config,
+)
 
 __all__ = ["ConfigError", "build_module", "check_config", "model_spec", "train"]
 
@@ -107,8 +116,9 @@ def check_config(cfg: DictConfig) -> None:
     ``+`` that the model, module, data or trainer class does not take, strings given for
     numbers, a non-integer seed (each :class:`ConfigError` names the key)."""
     seed = cfg.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ConfigError(f"seed={seed!r}: expected an integer")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                             or not 0 <= seed <= 2**32 - 1):
+        raise ConfigError(f"seed={seed!r}: expected an integer in [0, 2**32-1] (numpy's seeds)")
     for key, skip in (("model", ()), ("data", ()), ("trainer", ("callbacks", "logger"))):
         group = cfg.get(key)
         if group is None or "_target_" not in group:
@@ -154,6 +164,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run the job described by ``cfg``; returns the final test metrics."""
     t0 = time.perf_counter()
     check_config(cfg)
+    checkpoint, extend = _resume_checkpoint(cfg)
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
@@ -168,18 +179,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
                   "cpu" if accelerator == "cpu" else "cuda")
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
+    callbacks.append(RecordRunConfig(plain_config(cfg)))
+    if extend:
+        callbacks.insert(0, ExtendSchedule())
     loggers = _instantiate_all(cfg.get("logger"))
     if not loggers:  # nothing to log the learning rate to (Lightning would refuse to start)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      _convert_="all")
 
-    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file to resume from")
-    if cfg.get("ckpt_path"):  # readable, and in a format this opnet writes (not a newer one)
-        from opnet.surrogate import operator_block, read_checkpoint
-
-        operator_block(cfg.ckpt_path, read_checkpoint(cfg.ckpt_path, mmap=True))
+    del checkpoint  # (memory-mapped) Lightning reads it again
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
@@ -200,6 +209,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2))
         _print_summary(summary, loggers)
     return metrics
+
+
+def _resume_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any] | None, bool]:
+    """The checkpoint of ``ckpt_path`` (memory-mapped), checked to be readable, in a format
+    this opnet writes, and resumable with this configuration (see opnet.training.resume);
+    and whether the resume extends the run with changed settings."""
+    extend = bool((cfg.get("resume") or {}).get("extend", False))
+    path = cfg.get("ckpt_path")
+    if not path:
+        if extend:
+            raise ConfigError("resume.extend=true needs ckpt_path=<checkpoint to extend>")
+        return None, False
+    if not Path(path).is_file():
+        raise ConfigError(f"ckpt_path={path}: no such checkpoint file to resume from")
+    from opnet.surrogate import operator_block, read_checkpoint
+
+    checkpoint = read_checkpoint(path, mmap=True)
+    operator_block(path, checkpoint)
+    check_resume(str(path), checkpoint, cfg, extend)
+    extend = extend and bool(changes(checkpoint.get(RUN_CONFIG_KEY) or {}, plain_config(cfg)))
+    if extend:
+        check_remaining(str(path), checkpoint, cfg)
+    return checkpoint, extend
 
 
 def _extra_tests(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,

@@ -1,0 +1,135 @@
+"""Checkpoint integrity: reading a checkpoint safely, a digest of its tensors, and which
+model classes a checkpoint may name.
+
+A leaf module (torch and the standard library only): the LightningModules' checkpoint hooks
+and :mod:`opnet.surrogate` both use it.
+
+* :func:`read_checkpoint` -- ``torch.load(weights_only=True)`` on the CPU (imports nothing a
+  checkpoint names), a missing/unreadable file and a damaged one named as such;
+* :func:`state_digest` / :func:`add_digest` / :func:`verify_digest` -- a SHA-256 over the
+  ``state_dict``'s tensors (sorted keys, dtype, shape, raw bytes), stored under
+  :data:`DIGEST_KEY` when a checkpoint is written and checked when it is read: a flipped
+  bit is an error naming the file, never a NaN prediction (about 0.2 s per 100M float32
+  parameters on one core, hashing at ~2 GB/s). Checkpoints without a digest (older opnet)
+  still load;
+* :func:`check_target` -- a checkpoint's ``model._target_`` must be an ``opnet.models`` class
+  (or under a prefix the caller trusts) before anything is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DIGEST_KEY = "state_digest"
+"""Top-level checkpoint key of the tensors' digest (``"sha256:<hex>"``)."""
+ALGORITHM = "sha256"
+MODEL_PREFIX = "opnet.models."
+"""Model classes a checkpoint may name without the caller trusting it."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, damaged, or not what the caller expects."""
+
+
+def state_digest(state: Mapping[str, Any]) -> str | None:
+    """``"sha256:<hex>"`` over the tensors of ``state`` (a ``state_dict``): for each key in
+    sorted order its name, dtype, shape and raw bytes (C-contiguous, on the CPU; no
+    per-element Python work). Values that are not tensors are left out. None when a tensor
+    has no plain bytes to hash (sparse, meta, quantized, a sharded/distributed subclass):
+    such a state is not digested."""
+    h = hashlib.new(ALGORITHM)
+    for key in sorted(state, key=str):
+        value = state[key]
+        if not isinstance(value, torch.Tensor):
+            continue
+        if (type(value) not in (torch.Tensor, torch.nn.Parameter)
+                or value.layout != torch.strided or value.is_meta or value.is_quantized):
+            return None
+        t = value.detach().resolve_conj().resolve_neg().cpu().contiguous()
+        h.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    return f"{ALGORITHM}:{h.hexdigest()}"
+
+
+def add_digest(checkpoint: dict[str, Any]) -> None:
+    """Store the digest of ``checkpoint["state_dict"]`` under :data:`DIGEST_KEY` (called by
+    the modules' ``on_save_checkpoint``; a state that cannot be digested stores none)."""
+    state = checkpoint.get("state_dict")
+    digest = state_digest(state) if isinstance(state, Mapping) else None
+    if digest is None:
+        checkpoint.pop(DIGEST_KEY, None)
+    else:
+        checkpoint[DIGEST_KEY] = digest
+
+
+def verify_digest(checkpoint: Any, path: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointError` naming ``path`` when the stored digest does not match
+    the tensors of ``checkpoint["state_dict"]``; no stored digest (a checkpoint of an older
+    opnet) passes."""
+    if not isinstance(checkpoint, Mapping) or DIGEST_KEY not in checkpoint:
+        return
+    stored = checkpoint[DIGEST_KEY]
+    if not (isinstance(stored, str) and stored.startswith(f"{ALGORITHM}:")):
+        raise CheckpointError(f"{path}: '{DIGEST_KEY}' is {stored!r}, expected "
+                              f"'{ALGORITHM}:<hex>': the file is damaged or not opnet's")
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: has a '{DIGEST_KEY}' but no 'state_dict': the file is "
+                              "damaged; restore it or use another checkpoint")
+    digest = state_digest(state)
+    if digest is not None and digest != stored:
+        raise CheckpointError(f"{path}: tensors do not match the stored digest: the file is "
+                              "damaged (bit rot or a partial copy); restore it or use another "
+                              "checkpoint")
+
+
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False, verify: bool = True) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, its tensor digest checked
+    (``verify``). A missing or unreadable file (not a torch checkpoint, truncated) or a
+    damaged one is a :class:`CheckpointError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err}); a "
+                              "truncated or corrupt file? Use another checkpoint of the run "
+                              "(checkpoints/last.ckpt or the best epoch_*.ckpt)") from err
+    if verify:
+        verify_digest(ckpt, path)
+    return ckpt
+
+
+def check_target(path: str | os.PathLike, target: Any, trusted: Sequence[str] = ()) -> str:
+    """``target`` (a checkpoint's ``model._target_``) when it names a class under
+    :data:`MODEL_PREFIX` or under one of the ``trusted`` prefixes (``"mypkg."``, or an exact
+    class path); else :class:`CheckpointError` naming it -- checked before anything is
+    imported, so a checkpoint cannot make opnet import an arbitrary module."""
+    if isinstance(trusted, str):
+        trusted = (trusted,)
+    if isinstance(target, str) and all(p.isidentifier() for p in target.split(".")):
+        for prefix in (MODEL_PREFIX, *trusted):
+            if target == prefix or target.startswith(prefix.rstrip(".") + "."):
+                return target
+    raise CheckpointError(
+        f"{path}: model._target_={target!r} is not an opnet model class ({MODEL_PREFIX}*); "
+        "opnet does not import what an untrusted checkpoint names. If the checkpoint is yours "
+        "and holds your own model class, pass load_operator(..., trusted_targets=('"
+        + (target.rpartition(".")[0] + "." if isinstance(target, str) and "." in target
+           else "mypkg.") + "',))")
+
+
+def loading_path(module: Any) -> str:
+    """The checkpoint file a LightningModule is being restored from, for messages
+    (``trainer.ckpt_path`` while resuming; ``"checkpoint"`` when unknown)."""
+    trainer = getattr(module, "_trainer", None)
+    path = getattr(trainer, "ckpt_path", None) if trainer is not None else None
+    return str(path) if path else "checkpoint"

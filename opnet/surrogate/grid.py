@@ -1,0 +1,148 @@
+"""Grid operators (MgNO, FNO, ...) as surrogates in physical units."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from opnet.data.normalizers import GaussianNormalizer
+from opnet.surrogate.common import (
+    NonFinite,
+    as_tensor,
+    check_count,
+    check_nonfinite,
+    memory_guard,
+    resolve_device,
+)
+
+
+class Surrogate:
+    """A trained grid operator in physical units (see :meth:`predict`, :meth:`rollout`).
+
+    Layouts are channels-first: ``[*grid]`` (one sample, one input channel), ``[B, *grid]``
+    (one input channel) or ``[B, C_in, *grid]``. A grid axis of size 1 is refused, so a
+    channels-last ``[*grid, 1]`` array is never misread as a batch: move its channel axis
+    first (``np.moveaxis(a, -1, -len(grid) - 1)``).
+    """
+
+    def __init__(self, model: torch.nn.Module, in_norm: GaussianNormalizer,
+                 out_norm: GaussianNormalizer, metadata: Mapping[str, Any]) -> None:
+        self.model, self.in_norm, self.out_norm = model.eval(), in_norm, out_norm
+        self.metadata = dict(metadata)
+        self.io = self.metadata["io"]
+        self.device = torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Surrogate:
+        """Move to ``device`` (``"cpu"``, ``"cuda"``, ...; one ValueError line when this
+        machine has no such device)."""
+        self.device = resolve_device(device)
+        for m in (self.model, self.in_norm, self.out_norm):
+            m.to(self.device)
+        return self
+
+    @property
+    def time_stepping(self) -> bool:
+        """Trained on trajectories (one step per application), so :meth:`rollout` applies."""
+        return bool(self.io.get("rollout_steps") or self.io["dataset"].get("trajectory_field"))
+
+    def _as_batch(self, a: np.ndarray | Tensor, where: str) -> tuple[Tensor, bool, bool]:
+        x = as_tensor(a)
+        shape = tuple(x.shape)
+        dims, c_in = len(self.io["grid"]), self.io["in_channels"]
+        layouts = (f"[*grid], [B, *grid] or [B, {c_in}, *grid]" if c_in == 1
+                   else f"[B, {c_in}, *grid]")
+        single, channel_axis = False, True
+        if x.ndim == dims and c_in == 1:
+            x, single, channel_axis = x[None, None], True, False
+        elif x.ndim == dims + 1 and c_in == 1:
+            x, channel_axis = x[:, None], False
+        elif x.ndim != dims + 2:
+            raise ValueError(f"{where}: input of shape {shape} does not fit {layouts} "
+                             f"({dims}-D grid)")
+        if x.shape[1] != c_in:
+            raise ValueError(f"{where}: input has {x.shape[1]} channel(s), the operator "
+                             f"expects {c_in} ({self.io['input_fields']})")
+        if len(x) and min(x.shape[2:]) < 2:
+            raise ValueError(
+                f"{where}: input of shape {shape} reads as grid {tuple(x.shape[2:])}, which has "
+                f"an axis of size 1; the operator takes channels-first {layouts} on a "
+                f"{dims}-D grid (for channels-last data [..., *grid, C] pass "
+                f"np.moveaxis(a, -1, {-dims - 1}))")
+        trained = tuple(self.io["grid"])
+        if "pointwise" in (self.in_norm.kind, self.out_norm.kind) and tuple(x.shape[2:]) != trained:
+            raise ValueError(f"{where}: grid {tuple(x.shape[2:])} differs from the training "
+                             f"grid {trained}, and a pointwise normalizer ties this operator "
+                             "to that grid")
+        return x.float(), single, channel_axis
+
+    @torch.inference_mode()
+    def predict(self, a: np.ndarray | Tensor, batch_size: int = 64,
+                nonfinite: NonFinite = "raise") -> np.ndarray:
+        """The operator's output for the input fields ``a``, both in physical units (those of
+        the training data; normalisation is applied inside).
+
+        a: numpy array or tensor, channels first: ``[*grid]`` (one sample, one input
+            channel), ``[B, *grid]`` (one input channel) or ``[B, C_in, *grid]``; any grid the
+            model supports (the training grid when a normalizer is pointwise).
+        batch_size: samples per forward pass (>= 1; lower it when out of memory).
+        nonfinite: NaN/Inf in ``a``: ``"raise"`` (ValueError naming the sample), ``"warn"``
+            or ``"ignore"``.
+        Returns numpy float32 ``[B, C_out, *grid]`` for ``[B, C_in, *grid]``; without the
+        channel axis when the input had none and C_out = 1 (``[B, *grid]``, ``[*grid]``);
+        B = 0 gives an empty array.
+        """
+        batch_size = check_count("batch_size", batch_size)
+        x, single, channel_axis = self._as_batch(a, "predict")
+        check_nonfinite("a", x, nonfinite)
+        outs = [] if len(x) else [torch.empty(0, self.io["out_channels"], *x.shape[2:])]
+        with memory_guard(batch_size, len(x), self.device):
+            for chunk in torch.split(x, batch_size):
+                z = self.model(self.in_norm.encode(chunk.to(self.device)))
+                outs.append(self.out_norm.decode(z).float().cpu())
+        y = torch.cat(outs).numpy()
+        if not channel_axis and y.shape[1] == 1:
+            y = y[:, 0]
+        return y[0] if single else y
+
+    @torch.inference_mode()
+    def rollout(self, a: np.ndarray | Tensor, steps: int, batch_size: int = 64,
+                nonfinite: NonFinite = "raise") -> np.ndarray:
+        """Autoregressive prediction of a time-stepping operator (trained on trajectories):
+        the ``steps`` frames after ``a``, physical units. ``[*grid]`` -> ``[steps, *grid]``,
+        ``[B, *grid]`` -> ``[B, steps, *grid]``, ``[B, C, *grid]`` -> ``[B, steps·C, *grid]``
+        (numpy float32). ``batch_size``/``nonfinite`` as :meth:`predict`. An operator that
+        does not step in time (its data are no trajectory) is refused."""
+        if not self.time_stepping:
+            raise ValueError(
+                f"rollout: this operator maps {self.io['input_fields']} to "
+                f"{self.io['output_fields']} (data '{self.io['dataset'].get('name')}'); it was "
+                "not trained on trajectories to step in time, so a rollout means nothing: use "
+                "predict(a)")
+        if self.io["in_channels"] != self.io["out_channels"]:
+            raise ValueError(f"rollout: the operator maps {self.io['in_channels']} to "
+                             f"{self.io['out_channels']} channels; a rollout needs equal ones")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(f"rollout: steps={steps!r}, expected an integer >= 1")
+        batch_size = check_count("batch_size", batch_size, "rollout")
+        x, single, _ = self._as_batch(a, "rollout")
+        check_nonfinite("a", x, nonfinite, where="rollout")
+        outs = [] if len(x) else [torch.empty(0, int(steps) * x.shape[1], *x.shape[2:])]
+        with memory_guard(batch_size, len(x), self.device, "rollout"):
+            for chunk in torch.split(x, batch_size):
+                z, frames = chunk.to(self.device), []
+                for _ in range(int(steps)):
+                    z = self.out_norm.decode(self.model(self.in_norm.encode(z))).float()
+                    frames.append(z.cpu())
+                outs.append(torch.cat(frames, dim=1))
+        y = torch.cat(outs).numpy()
+        return y[0] if single else y
+
+    def __repr__(self) -> str:
+        io = self.io
+        return (f"Surrogate({self.metadata['model'].get('_target_')}, "
+                f"{io['input_fields']} -> {io['output_fields']}, grid {io['grid']}, "
+                f"data {io['dataset'].get('name')})")

@@ -1,0 +1,114 @@
+"""Checkpoint -> surrogate: :func:`load_operator` and the checks it makes first."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from opnet import __version__
+from opnet.checkpoint import CheckpointError, check_target, read_checkpoint
+from opnet.data.normalizers import GaussianNormalizer, PointNormalizer
+from opnet.models import resolve_model_name
+from opnet.surrogate.deeponet import DeepONetSurrogate
+from opnet.surrogate.grid import Surrogate
+from opnet.surrogate.prose import ProseSurrogate
+from opnet.training.module import OPERATOR_FORMAT, build_model
+
+
+def operator_block(path: str | os.PathLike, ckpt: Any) -> dict[str, Any]:
+    """The checkpoint's ``operator`` block after checking its ``format_version`` against the
+    one this opnet reads (a newer one: upgrade opnet; an older or missing one: the opnet that
+    wrote it reads it)."""
+    block = ckpt.get("operator") if isinstance(ckpt, dict) else None
+    if not isinstance(block, dict):
+        raise CheckpointError(f"{path}: has no 'operator' block; it was not written by opnet "
+                              "training (keys: "
+                              f"{sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt)})")
+    version, writer = block.get("format_version"), block.get("opnet_version", "unknown")
+    if isinstance(version, int) and not isinstance(version, bool) and version > OPERATOR_FORMAT:
+        raise CheckpointError(
+            f"{path}: operator format_version {version} is newer than this opnet "
+            f"({__version__}) reads (format_version {OPERATOR_FORMAT}); it was written by opnet "
+            f"{writer}: upgrade opnet to load or resume it")
+    if version != OPERATOR_FORMAT:
+        raise CheckpointError(
+            f"{path}: operator format_version {version!r}, expected {OPERATOR_FORMAT} (written "
+            f"by opnet {writer}, this is {__version__}); load it with the opnet that wrote it, "
+            "or retrain")
+    if not isinstance(block.get("model"), dict):
+        raise CheckpointError(f"{path}: its operator block has no 'model' dict (_target_ + "
+                              "kwargs); the checkpoint is damaged or not opnet's")
+    return block
+
+
+def load_operator(path: str | os.PathLike, model: str | None = None,
+                  device: str | torch.device = "cpu", trusted_targets: Sequence[str] = ()
+                  ) -> Surrogate | DeepONetSurrogate | ProseSurrogate:
+    """Load a checkpoint written by opnet training as a :class:`Surrogate` (grid operators),
+    a :class:`DeepONetSurrogate` (checkpoints of the DeepONetModule) or a
+    :class:`ProseSurrogate` (the ProseModule's), on ``device``.
+
+    Before anything is built the file is read with ``weights_only=True``, its tensor digest
+    is checked (a damaged file is a :class:`CheckpointError` naming it) and its
+    ``model._target_`` must be an ``opnet.models`` class: a checkpoint of your own model
+    class loads only when you trust it, ``trusted_targets=("mypkg.",)`` (module prefixes or
+    exact class paths), since loading imports and runs that class.
+    ``model`` (e.g. ``"mgno"``), when given, must match the checkpoint's model class.
+    """
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    block = operator_block(path, ckpt)
+    target = check_target(path, block["model"].get("_target_"), trusted_targets)
+    if model is not None and resolve_model_name(model) != target:
+        raise CheckpointError(f"{path}: holds a {target} model, not the requested "
+                              f"'{model}' ({resolve_model_name(model)})")
+    if block.get("module", "OperatorModule") == "DeepONetModule":
+        return _load_deeponet(path, ckpt, block).to(device)
+    if block.get("module") == "ProseModule":
+        return _load_prose(path, ckpt, block).to(device)
+    io = block["io"]
+    net = build_model(block["model"])
+    in_norm = GaussianNormalizer(io["in_normalizer"], io["in_channels"], io["grid"])
+    out_norm = GaussianNormalizer(io["out_normalizer"], io["out_channels"], io["grid"])
+    _load_state(path, ckpt["state_dict"], target,
+                [("model.", net), ("in_norm.", in_norm), ("out_norm.", out_norm)])
+    return Surrogate(net, in_norm, out_norm, block).to(device)
+
+
+def _load_state(path: Path, state: Mapping[str, Tensor], target: str,
+                parts: Sequence[tuple[str, torch.nn.Module]]) -> None:
+    for prefix, module in parts:
+        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(part)
+        except RuntimeError as err:
+            raise CheckpointError(f"{path}: weights under '{prefix}' do not fit {target} "
+                                  f"built from the checkpoint's kwargs ({err})") from err
+
+
+def _load_deeponet(path: Path, ckpt: Mapping[str, Any], block: Mapping[str, Any]
+                   ) -> DeepONetSurrogate:
+    io = block["io"]
+    shape = list(io["input_shape"])
+    net = build_model(block["model"])
+    kinds = block.get("normalizers", {})
+    in_norm = PointNormalizer(kinds.get("in", "none"), shape, 0 if len(shape) > 1 else None)
+    out_norm = PointNormalizer(kinds.get("out", "none"), [io["n_query"], io["out_channels"]], 1)
+    state = ckpt["state_dict"]
+    _load_state(path, state, block["model"].get("_target_"),
+                [("model.", net), ("in_norm.", in_norm), ("out_norm.", out_norm)])
+    sensors = state.get("sensors", torch.tensor(block.get("sensors", []), dtype=torch.float64))
+    query = state.get("query", torch.tensor(block.get("query", []), dtype=torch.float64))
+    return DeepONetSurrogate(net, in_norm, out_norm, sensors, query, block)
+
+
+def _load_prose(path: Path, ckpt: Mapping[str, Any], block: Mapping[str, Any]
+                ) -> ProseSurrogate:
+    net = build_model(block["model"])
+    _load_state(path, ckpt["state_dict"], block["model"].get("_target_"), [("model.", net)])
+    return ProseSurrogate(net, block)
