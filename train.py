@@ -8,12 +8,18 @@ exit code 2 (``HYDRA_FULL_ERROR=1`` shows the traceback).
 """
 
 import logging
+import os
 import sys
+
+from opnet.threads import openmp_settings
+
+# before torch loads (opnet.training below): a passive OpenMP wait policy on a busy machine
+os.environ.update(openmp_settings())
 
 import hydra
 from omegaconf import DictConfig
 
-from opnet.cli import run_reporting_errors
+from opnet.cli import checked_overrides, run_reporting_errors
 from opnet.training import train
 
 
@@ -27,6 +33,7 @@ def _lightning_info_to_stdout() -> None:
                 handler.setStream(sys.stdout)
 
 
+@checked_overrides("train")  # a typo'd key: one line with the nearest key, exit 2
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     _lightning_info_to_stdout()

@@ -11,13 +11,20 @@ and ``conf/pde/<name>.yaml``. Expected errors are one line on stderr and exit co
 
 from __future__ import annotations
 
+import os
 import sys
+
+from opnet.threads import configure_threads, openmp_settings
+
+# before torch loads (a generator may use it): a passive OpenMP wait policy on a busy machine
+os.environ.update(openmp_settings())
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from data_gen.checks import integer
 from data_gen.runner import GenerationError, generate
+from opnet.cli import checked_overrides
 
 
 def default_out(cfg: DictConfig) -> str:
@@ -42,6 +49,7 @@ def run(cfg: DictConfig):
             raise KeyError(f"resolution={cfg.resolution}: pde '{pde['name']}' has no resolution "
                            f"parameter (its parameters: {sorted(k for k in pde if k != 'name')})")
         pde["resolution"] = integer("resolution", cfg.resolution, 2)
+    configure_threads(cfg.get("threads"), "generate")  # workers > 1: 1 thread per worker
     summary = generate(pde, out=default_out(cfg), n_train=cfg.n_train, n_val=cfg.n_val,
                        n_test=cfg.n_test, seed=cfg.seed, workers=cfg.workers,
                        chunk_size=cfg.chunk_size, shard_size=cfg.shard_size, shard=cfg.shard,
@@ -51,6 +59,7 @@ def run(cfg: DictConfig):
     return summary
 
 
+@checked_overrides("datagen")  # a typo'd key: one line with the nearest key, exit 2
 @hydra.main(version_base="1.3", config_path="../conf", config_name="datagen")
 def main(cfg: DictConfig) -> None:
     try:

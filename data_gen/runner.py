@@ -57,6 +57,9 @@ from opnet.files import unique_tmp, write_text_atomic
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 SEED_SCHEME = "numpy.random.SeedSequence([seed, split_id, global_index]); train=0 val=1 test=2"
+#: Samples per chunk of a generator without its own ``DEFAULT_CHUNK`` (PDE solvers: a chunk
+#: takes seconds, and is what an interrupted run loses).
+DEFAULT_CHUNK = 16
 
 
 @dataclasses.dataclass
@@ -88,6 +91,12 @@ class GenerationSummary:
         if self.resumed_chunks:
             lines.append(f"  resumed {self.resumed_chunks} chunk(s) from an interrupted run")
         return "\n".join(lines)
+
+
+def default_chunk(pde: str) -> int:
+    """Samples per chunk when ``chunk_size`` is not given: the generator module's
+    ``DEFAULT_CHUNK`` (cheap samples: hundreds or thousands), else :data:`DEFAULT_CHUNK`."""
+    return int(getattr(get_pde(pde), "DEFAULT_CHUNK", DEFAULT_CHUNK))
 
 
 def sample_rngs(seed: int, split: str, start: int, stop: int) -> list[np.random.Generator]:
@@ -168,14 +177,15 @@ def _load_part(path: Path) -> dict[str, np.ndarray]:
 
 def generate(pde: str | Mapping[str, object] = "darcy", out: str | os.PathLike = "data/darcy",
              n_train: int = 1000, n_val: int = 100, n_test: int = 100, seed: int = 0,
-             workers: int = 1, chunk_size: int = 16, shard_size: int = 0,
+             workers: int = 1, chunk_size: int | None = None, shard_size: int = 0,
              shard: int | None = None, num_shards: int = 1,
              overwrite: bool = False, progress: bool = True,
              **params: object) -> GenerationSummary:
     """Generate train/val/test HDF5 files for ``pde`` into the folder ``out``.
 
     ``pde`` is a generator name (its parameters as keyword arguments) or a mapping
-    ``{"name": ..., **parameters}`` as in ``conf/pde/<name>.yaml``. ``shard_size > 0``
+    ``{"name": ..., **parameters}`` as in ``conf/pde/<name>.yaml``. ``chunk_size``: samples
+    per task and per resumable part (None: :func:`default_chunk`). ``shard_size > 0``
     splits larger splits into shard files joined by a virtual ``<split>.h5``.
     ``num_shards = n`` cuts every split into ``n`` shard files; with ``shard = i`` only shard
     ``i`` is generated (one machine or job of ``n``; the last to finish merges them), without
@@ -192,8 +202,9 @@ def generate(pde: str | Mapping[str, object] = "darcy", out: str | os.PathLike =
     sizes = {"train": n_train, "val": n_val, "test": n_test}
     sizes = {s: integer(f"n_{s}", n, 0) for s, n in sizes.items()}
     seed, workers = integer("seed", seed, 0), integer("workers", workers, 1)
-    chunk_size, shard_size = integer("chunk_size", chunk_size, 1), integer("shard_size",
-                                                                           shard_size, 0)
+    chunk_size = default_chunk(pde) if chunk_size is None else integer("chunk_size",
+                                                                          chunk_size, 1)
+    shard_size = integer("shard_size", shard_size, 0)
     num_shards = integer("num_shards", num_shards, 1)
     if shard is not None and not 0 <= integer("shard", shard, 0) < num_shards:
         raise ValueError(f"shard={shard}: expected 0 <= shard < num_shards={num_shards}")

@@ -1,7 +1,7 @@
 """PROSE on ODE systems: predict a trajectory's future and recover its equation.
 
     python examples/03_prose_ode.py                    # a pipeline demo, ~1 min on 2 CPU cores
-    python examples/03_prose_ode.py --ckpt outputs/prose_ode_cpu/<run>/checkpoints/last.ckpt
+    python examples/03_prose_ode.py --ckpt outputs/prose_ode_cpu/latest/checkpoints/last.ckpt
 
 PROSE (Liu et al. 2024) reads the first third of a trajectory u(t) of an ODE system
 (t in [0, 2)) and a symbolic guess of the equations (their "skeleton": the terms without the
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\nNote: {result['steps']} CPU steps do not learn the equations; this run only "
               "shows the pipeline.\n`python train.py experiment=prose_ode_cpu` (1,000 steps, "
               "about 20 min on 2 cores) does (~5 % equation error);\nthen rerun this script "
-              "with --ckpt outputs/prose_ode_cpu/<run>/checkpoints/last.ckpt.")
+              "with --ckpt outputs/prose_ode_cpu/latest/checkpoints/last.ckpt.")
     print(f"figure:  {figure}")
     print(f"summary: {out / 'summary.json'}  ({result['seconds']:.0f} s in all)")
     return result

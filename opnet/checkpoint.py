@@ -14,11 +14,14 @@ and :mod:`opnet.surrogate` both use it.
   still load;
 * :func:`check_target` -- a checkpoint's ``model._target_`` must be an ``opnet.models`` class
   (or under a prefix the caller trusts) before anything is imported.
+* :func:`checkpoint_file` -- the checkpoint to load from a file, a training run's folder or
+  its task's ``latest`` link (its best checkpoint, else ``checkpoints/last.ckpt``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -133,3 +136,50 @@ def loading_path(module: Any) -> str:
     trainer = getattr(module, "_trainer", None)
     path = getattr(trainer, "ckpt_path", None) if trainer is not None else None
     return str(path) if path else "checkpoint"
+
+
+LATEST = "latest"
+"""``outputs/<task>/latest``: a symlink to the newest run folder holding a checkpoint, or (where
+symlinks are impossible) a small text file holding that folder's path relative to it."""
+
+
+def _newest_checkpoint(folder: Path) -> Path | None:
+    """The newest ``*.ckpt`` in ``folder`` other than ``last.ckpt`` (the monitored best:
+    ``epoch_*.ckpt`` / ``step_*.ckpt``; with ``save_top_k=1``, the default, the only one)."""
+    try:
+        found = [p for p in folder.glob("*.ckpt") if p.name != "last.ckpt" and p.is_file()]
+    except OSError:
+        return None
+    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
+def checkpoint_file(path: str | os.PathLike, key: str | None = None) -> Path:
+    """The checkpoint to load for ``path``: a file as it is (missing: :func:`read_checkpoint`
+    names it); for a training run's folder (or ``outputs/<task>/latest``) its best checkpoint
+    -- ``metrics.json``'s ``best_checkpoint`` (also found under the folder when the run was
+    moved), else the newest ``checkpoints/epoch_*.ckpt`` (a run still training), else
+    ``checkpoints/last.ckpt``. A folder without any is a ``FileNotFoundError`` naming it
+    (``key=``, e.g. ``"ckpt"``, prefixes the message with ``ckpt=``)."""
+    path = Path(path)
+    if path.name == LATEST and path.is_file():  # the text form of the link
+        try:
+            path = path.parent / path.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            return path  # not a link file: read_checkpoint names what is wrong with it
+    if not path.is_dir():
+        return path
+    folder = path / "checkpoints"
+    candidates: list[Path | None] = []
+    try:
+        best = json.loads((path / "metrics.json").read_text()).get("best_checkpoint")
+        if best:
+            candidates += [Path(best), folder / Path(best).name]
+    except (OSError, ValueError, AttributeError):  # no metrics.json yet (still training)
+        pass
+    candidates += [_newest_checkpoint(folder), folder / "last.ckpt"]
+    for candidate in candidates:
+        if candidate is not None and candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{f'{key}=' if key else ''}{path}: a folder without checkpoints/"
+                            "*.ckpt (nor a best checkpoint in metrics.json); give a .ckpt file "
+                            "or a training run's folder")

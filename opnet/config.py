@@ -26,6 +26,9 @@ def train_config(*overrides: str, output_dir: str | os.PathLike | None = None) -
     ``paths.output_dir=output_dir`` when given (needed outside a Hydra app to train)."""
     from hydra import compose, initialize_config_dir
 
+    from opnet.run_dir import register_resolvers
+
+    register_resolvers()  # ${run_id:} and the others conf/train.yaml uses
     extra = [] if output_dir is None else [f"paths.output_dir={Path(output_dir).resolve()}"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=[*overrides, *extra])

@@ -33,6 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opnet.threads import configure_threads, openmp_settings
+
+# python -m opnet.evaluate: before torch loads (opnet.surrogate below), a passive OpenMP wait
+# policy on a busy machine (main() runs too late for that)
+os.environ.update(openmp_settings())
+
 import numpy as np
 import yaml
 
@@ -348,26 +354,13 @@ def check_options(cfg: Mapping[str, Any]) -> None:
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:
-    """``path`` itself (a checkpoint file) or, for a training run's folder, its best
-    checkpoint (``metrics.json``'s ``best_checkpoint``), else its ``checkpoints/last.ckpt``."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if not path.is_dir():
+    """``ckpt=``: ``path`` itself (a checkpoint file) or, for a training run's folder or
+    ``outputs/<task>/latest``, its best checkpoint (:func:`opnet.checkpoint.checkpoint_file`)."""
+    from opnet.checkpoint import checkpoint_file as resolve
+
+    if not (Path(path).exists() or Path(path).is_symlink()):
         raise FileNotFoundError(f"ckpt={path}: no such checkpoint file or run folder")
-    candidates = []
-    try:
-        best = json.loads((path / "metrics.json").read_text()).get("best_checkpoint")
-        if best:
-            candidates.append(Path(best))
-    except (OSError, ValueError, AttributeError):  # no or unreadable metrics.json
-        pass
-    candidates.append(path / "checkpoints" / "last.ckpt")
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"ckpt={path}: a folder without checkpoints/last.ckpt (nor a best "
-                            "checkpoint in metrics.json); give a .ckpt file")
+    return resolve(path, key="ckpt")
 
 
 def resolve_data(data: str | None, op: Operator) -> Path:
@@ -472,13 +465,17 @@ def main() -> None:
     import hydra
     from omegaconf import OmegaConf
 
-    from opnet.cli import run_reporting_errors
+    from opnet.cli import checked_overrides, run_reporting_errors
     from opnet.run_dir import register_resolvers
 
     register_resolvers()  # ${run_id:} in the output folder
     # its own folder: in conf/ the group conf/data/ would claim the key "data"
+    # a typo'd key: the nearest one; no ckpt=: what to give; one line, exit 2, no run folder
+    @checked_overrides("evaluate", CONF / "evaluate",
+                       required={"ckpt": "<path to a .ckpt file or a run folder>"})
     @hydra.main(version_base="1.3", config_path=str(CONF / "evaluate"), config_name="evaluate")
     def app(cfg) -> None:
+        run_reporting_errors(configure_threads, cfg.get("threads"), "evaluate")
         run_reporting_errors(lambda: run(OmegaConf.to_container(cfg, resolve=True)))
 
     app()

@@ -19,6 +19,36 @@ CONF = ROOT / "conf"
 TINY_DATA = {"n_train": 64, "n_val": 16, "n_test": 16, "seed": 0}
 TINY_MODEL = ["model.width=8", "model.layers=2", "model.smoothing=[[1,0],[1,0],[1,0]]"]
 
+# The working tree's run and dataset folders: the suite must leave them as it found them
+# (tests write under tmp_path; subprocesses start there or pin hydra.run.dir).
+WATCHED = ("outputs", "data")
+
+
+def tree_listing(root: Path = ROOT, folders: tuple[str, ...] = WATCHED,
+                 depth: int = 3) -> set[str]:
+    """Paths under ``root/<folder>`` down to ``depth`` levels (``outputs/<task>/<run>``)."""
+    found: set[str] = set()
+    for folder in folders:
+        base = root / folder
+        for here, dirs, files in os.walk(base):
+            level = len(Path(here).relative_to(base).parts)
+            found.update(str(Path(here, n).relative_to(root)) for n in (*dirs, *files))
+            if level + 1 >= depth:
+                dirs.clear()
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_stray_outputs():
+    """Fails the session when a test left anything new under the repo's outputs/ or data/."""
+    before = tree_listing()
+    yield
+    stray = sorted(tree_listing() - before)
+    if stray:
+        pytest.fail(f"the tests wrote into the working tree: {', '.join(stray[:10])}"
+                    + (f" (+{len(stray) - 10} more)" if len(stray) > 10 else ""),
+                    pytrace=False)
+
 
 @pytest.fixture
 def one_thread():

@@ -25,3 +25,17 @@ def test_gpu_check_runs_reduced_on_the_cpu(tmp_path):
         (m, p) for m in ("mgno", "deeponet", "prose") for p in ("32-true", "bf16-mixed")}
     for r in rows:
         assert r["samples_per_s"] > 0 and r["peak_mem_mib"] > 0 and r["steps"] > 0
+
+
+@pytest.mark.slow
+def test_threads_default_runs_reduced():
+    """benchmarks/threads_default.py, 1 epoch, quiet, new and 1-thread defaults: one timed
+    line each, with the thread count the job reported."""
+    done = subprocess.run([sys.executable, "benchmarks/threads_default.py", "--epochs", "1",
+                           "--loads", "quiet", "--defaults", "new", "one"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [(r["load"], r["defaults"]) for r in rows] == [("quiet", "new"), ("quiet", "one")]
+    assert all(r["seconds"] > 0 and r["threads"] >= 1 for r in rows), rows
+    assert rows[1]["threads"] == 1

@@ -24,8 +24,11 @@ def _train(out: Path, *overrides: str) -> dict:
     """``python train.py`` in a subprocess (Lightning's DDP launcher re-runs the command for
     rank 1); returns its metrics.json."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    done = subprocess.run([sys.executable, "train.py", *QUIET, f"paths.output_dir={out}",
-                           *overrides], cwd=ROOT, env=env, capture_output=True, text=True,
+    # started beside ``out`` and with Hydra's run folder pinned: nothing under the repo's outputs/
+    out.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *QUIET,
+                           f"paths.output_dir={out}", f"hydra.run.dir={out}", *overrides],
+                          cwd=out.parent, env=env, capture_output=True, text=True,
                           timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())

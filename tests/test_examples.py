@@ -21,7 +21,7 @@ def run_example(script: str, out: Path, *options: str, timeout: int = 600) -> di
     """Run ``examples/<script> --out <out> <options>``; return its summary.json."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--out", str(out),
-                           *options], cwd=ROOT, env=env, capture_output=True, text=True,
+                           *options], cwd=out, env=env, capture_output=True, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert "summary" in proc.stdout

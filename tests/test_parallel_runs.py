@@ -56,8 +56,10 @@ def test_two_train_runs_in_the_same_second_get_their_own_folders_and_clean_data(
     for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err[-3000:]
 
-    runs = sorted((tmp_path / "outputs" / "mgno_darcy32").iterdir())
+    task = tmp_path / "outputs" / "mgno_darcy32"
+    runs = sorted(p for p in task.iterdir() if p.name != "latest")
     assert len(runs) == 2 and all(r.name.startswith("2026-01-01_00-00-00_") for r in runs)
+    assert (task / "latest").resolve() in runs  # whichever wrote its first checkpoint last
     for run in runs:
         summary = json.loads((run / "metrics.json").read_text())
         assert summary["output_dir"] == str(run)

@@ -175,7 +175,10 @@ def test_surrogate_accepts_another_grid_unless_pointwise(trained):
 
 
 def test_train_py_entry_point_runs(darcy16, tmp_path):
-    """The README's command through Hydra's main (one batch of each stage)."""
+    """The README's command through Hydra's main (one batch of each stage); ``debug=fdr``
+    writes nothing: no run folder under the working directory or ``paths.output_root``, and
+    the temporary one it ran in is gone."""
+    import re
     import subprocess
     import sys
     from pathlib import Path
@@ -188,7 +191,9 @@ def test_train_py_entry_point_runs(darcy16, tmp_path):
         capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "test/rel_l2" in res.stdout
-    assert list(tmp_path.glob("mgno_darcy32/*/metrics.json"))
+    assert list(tmp_path.iterdir()) == []
+    ran_in = re.search(r"metrics: +(\S+)metrics\.json", res.stdout)
+    assert ran_in and not Path(ran_in.group(1)).exists()
 
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment")
@@ -273,7 +278,7 @@ def test_evaluate_cli_prints_a_table_and_writes_pdebench_metrics(trained, darcy1
     best = json.loads((out / "metrics.json").read_text())["best_checkpoint"]
     done = subprocess.run([sys.executable, "-m", "opnet.evaluate", f"ckpt={best}",
                            f"data={darcy16}", f"output_dir={tmp_path}"],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rel_l2" in done.stdout and "metrics.json" in done.stdout
     row = json.loads((tmp_path / "metrics.json").read_text())["evaluations"][0]
@@ -283,6 +288,6 @@ def test_evaluate_cli_prints_a_table_and_writes_pdebench_metrics(trained, darcy1
     assert row["mse"] == pytest.approx(metrics["test/mse"], rel=1e-3)
     bad = subprocess.run([sys.executable, "-m", "opnet.evaluate", f"ckpt={best}",
                           "data=no_such_set", f"output_dir={tmp_path}"],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, cwd=tmp_path)
     assert bad.returncode != 0
     assert "data=no_such_set: neither a dataset folder nor a data config" in bad.stderr

@@ -25,6 +25,10 @@ from data_gen.function_spaces import FunctionBatch
 from data_gen.pdes.base import Fields
 from data_gen.pdes.deeponet_problems import ODEConfig, ode_coords, rk45_reference, with_redraws
 
+#: Samples per chunk when ``chunk_size`` is not given: 512 samples took 1.22 s in chunks of 16,
+#: 0.15 s in chunks of 256 (per-chunk overhead dominates; runner default 16).
+DEFAULT_CHUNK = 256
+
 
 @dataclass(frozen=True)
 class AntiderivativeConfig(ODEConfig):

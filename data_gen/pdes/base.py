@@ -7,6 +7,9 @@ A generator module ``data_gen.pdes.<name>`` defines
   ``numpy.random.Generator`` per sample, vectorised over the chunk;
 * ``coords(cfg) -> dict[str, np.ndarray]``: grid coordinates (float64), e.g. ``x``, ``y``.
 
+Optional: ``DEFAULT_CHUNK`` (int), the samples per chunk when ``chunk_size`` is not given
+(default 16, :data:`data_gen.runner.DEFAULT_CHUNK`): cheap samples want large chunks.
+
 A generator whose samples share random draws across sample boundaries (PROSE ODE systems:
 consecutive samples share one equation) declares a keyword argument ``chunk`` in
 ``sample(cfg, rngs, chunk=None)``; the runner then passes a :class:`Chunk` (seed, split,

@@ -40,6 +40,10 @@ from data_gen.pdes.deeponet_problems import (
     with_redraws,
 )
 
+#: Samples per chunk when ``chunk_size`` is not given: 512 samples took 1.24 s in chunks of 16,
+#: 0.32 s in chunks of 256 (runner default 16).
+DEFAULT_CHUNK = 256
+
 BLOWUP_POLICIES = ("resample", "error")
 
 

@@ -77,6 +77,8 @@ class GridDataset(Dataset):
     def from_file(cls, path: str | Path, input_fields: Sequence[str],
                   output_fields: Sequence[str], stride: int = 1,
                   limit: int | None = None) -> GridDataset:
+        """The pairs of a split file: ``input_fields``/``output_fields`` concatenated on the
+        channel axis, every grid axis subsampled by ``stride``, the first ``limit`` samples."""
         return cls(h5.read_fields(path, "inputs", input_fields, stride, limit),
                    h5.read_fields(path, "outputs", output_fields, stride, limit))
 
@@ -269,6 +271,7 @@ class EpochShuffle(RandomSampler):
         self.seed, self.epoch = int(seed), 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Use the permutation of ``epoch`` (a function of the seed and the epoch only)."""
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:  # a generator: the epoch is read at the first fetch
@@ -300,9 +303,11 @@ class ResumableLoader(DataLoader):
                 yield batch
 
     def state_dict(self) -> dict[str, int]:
+        """``{"epoch": e, "batches": k}``: the position within the epoch (batches served)."""
         return {"epoch": self._epoch(), "batches": int(self._served)}
 
     def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Continue from a saved position: the next epoch served skips its first ``batches``."""
         epoch, batches = int(state.get("epoch", 0)), int(state.get("batches", 0))
         if 0 < batches < len(self):  # saved mid-epoch (at an epoch's end: nothing to skip)
             self._resume = (epoch, batches)
@@ -356,6 +361,7 @@ class GridDataModule(L.LightningDataModule):
 
     # -- files -------------------------------------------------------------------------
     def missing_splits(self) -> list[str]:
+        """Names of the splits whose ``<split>.h5`` is not in the data folder."""
         return [s for s in h5.SPLITS if not h5.split_path(self.data_dir, s).is_file()]
 
     def prepare_data(self) -> None:
@@ -483,10 +489,14 @@ class GridDataModule(L.LightningDataModule):
                       persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
+        """Batches ``{"x": [B, C_in, *grid], "y": [B, C_out, *grid]}`` of the train split
+        (shuffled per epoch, resumable mid-epoch)."""
         return self._loader("train", self.shuffle, self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
+        """Batches of the val split, in file order."""
         return self._loader("val", False, self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
+        """Batches of the test split, in file order."""
         return self._loader("test", False, self.eval_batch_size)

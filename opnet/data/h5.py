@@ -126,6 +126,8 @@ def is_string(dtype: object) -> bool:
 
 
 def base_attrs(attrs: Mapping[str, object], n: int) -> dict[str, object]:
+    """The schema's file attributes (version, sample count, opnet version, creation time) plus
+    ``attrs`` (None values dropped)."""
     out = {"schema_version": SCHEMA_VERSION, "n_samples": n, "opnet_version": _version(),
            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     out.update({k: v for k, v in attrs.items() if v is not None})
@@ -384,5 +386,6 @@ def read_coords(path: str | os.PathLike, stride: int = 1) -> dict[str, np.ndarra
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, object]:
+    """The attributes of a split file as plain Python values."""
     with open_split(path) as f:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}

@@ -54,6 +54,7 @@ class RunningMoments:
         self.m2: Tensor | None = None  # sum of squared deviations from the mean
 
     def update(self, chunk: np.ndarray | Tensor) -> RunningMoments:
+        """Add a chunk of samples ``[n, ...]`` (any float dtype) to the running sums (float64)."""
         x = torch.as_tensor(np.asarray(chunk), dtype=torch.float64)
         if len(x) == 0:
             return self
@@ -112,11 +113,13 @@ class GaussianNormalizer(nn.Module):
         return self
 
     def encode(self, x: Tensor) -> Tensor:
+        """Physical ``x [B, C, *grid]`` -> normalised, same shape."""
         if self.kind == "none":
             return x
         return (x - self.mean) / (self.std + self.eps)
 
     def decode(self, x: Tensor) -> Tensor:
+        """Normalised ``x [B, C, *grid]`` -> physical units, same shape."""
         if self.kind == "none":
             return x
         return x * (self.std + self.eps) + self.mean
@@ -158,6 +161,7 @@ class PointNormalizer(nn.Module):
 
     @torch.no_grad()
     def fit(self, data: np.ndarray | Tensor) -> PointNormalizer:
+        """Fit the statistics on training data ``[N, *feature_shape]`` (float64 sums)."""
         if self.kind == "none":
             return self
         x = torch.as_tensor(np.asarray(data), dtype=torch.float64)
@@ -181,12 +185,16 @@ class PointNormalizer(nn.Module):
         return self.mean[idx], self.std[idx]
 
     def encode(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
+        """Physical ``x [..., *feature_shape]`` -> normalised; ``idx``: the query-point indices
+        when the statistics are pointwise and ``x`` covers a subset of the points."""
         if self.kind == "none":
             return x
         mean, std = self._stats(idx)
         return (x - mean) / std.masked_fill(std == 0, 1.0)
 
     def decode(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
+        """Normalised ``x [..., *feature_shape]`` -> physical units (``idx`` as in
+        :meth:`encode`)."""
         if self.kind == "none":
             return x
         mean, std = self._stats(idx)

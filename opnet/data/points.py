@@ -110,6 +110,7 @@ class PointSplit:
         return len(self.u)
 
     def to(self, device: torch.device) -> PointSplit:
+        """This split's tensors on ``device`` (a new object)."""
         return PointSplit(self.u.to(device), self.s.to(device))
 
 
@@ -234,6 +235,7 @@ class PointBatches:
                 "pos": int(self._pos), "rank": self.rank}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a saved position (sampler generator, permutation, batches served)."""
         if int(state.get("rank", 0)) != self.rank:  # DDP: checkpoints hold rank 0's sampler
             return  # this rank keeps its own seeded stream (its functions differ)
         self.generator.set_state(state["generator"])
@@ -262,6 +264,8 @@ class PointBatches:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def next_batch(self) -> dict[str, Tensor]:
+        """The next minibatch: ``u [B, m]``, ``y [P, d]`` (or ``[B, P, d]``), ``s [B, P,
+        C_out]``."""
         if self._full and self._fixed is not None:
             return self._fixed
         f = self._functions()
@@ -368,6 +372,7 @@ class PointDataModule(L.LightningDataModule):
 
     # -- files (the same contract as GridDataModule) -----------------------------------
     def missing_splits(self) -> list[str]:
+        """Names of the splits whose ``<split>.h5`` is not in the data folder."""
         return [s for s in h5.SPLITS if not h5.split_path(self.data_dir, s).is_file()]
 
     def prepare_data(self) -> None:
@@ -460,6 +465,7 @@ class PointDataModule(L.LightningDataModule):
         return self._device_splits[key], query
 
     def train_dataloader(self) -> PointBatches:
+        """The train batches (``batches_per_step`` DeepONet iterations per Lightning step)."""
         data, query = self._on_device("train")
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
@@ -467,7 +473,9 @@ class PointDataModule(L.LightningDataModule):
                             self.steps_per_epoch, self.seed, rank, world, self.batches_per_step)
 
     def val_dataloader(self) -> EvalBatches:
+        """The val split, whole or in batches of functions."""
         return EvalBatches(*self._on_device("val"), self.eval_batch_size)
 
     def test_dataloader(self) -> EvalBatches:
+        """The test split, whole or in batches of functions."""
         return EvalBatches(*self._on_device("test"), self.eval_batch_size)

@@ -470,6 +470,7 @@ class ProseDataModule(L.LightningDataModule):
 
     # -- files -------------------------------------------------------------------------
     def missing_splits(self) -> list[str]:
+        """Names of the splits whose ``<split>.h5`` is not in the data folder."""
         return [s for s in h5.SPLITS if not h5.split_path(self.data_dir, s).is_file()]
 
     def prepare_data(self) -> None:
@@ -582,6 +583,7 @@ class ProseDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> ProseBatches:
+        """Training batches: noisy input trajectories, query times/targets and symbol tokens."""
         self._ensure("train")
         trainer = getattr(self, "trainer", None)
         epoch = (lambda: trainer.current_epoch) if trainer is not None else None
@@ -589,9 +591,11 @@ class ProseDataModule(L.LightningDataModule):
                             *self._rank(), epoch=epoch)
 
     def val_dataloader(self) -> ProseBatches:
+        """Validation batches (fixed noise and corruption, seeded)."""
         self._ensure("val")
         return ProseBatches(self, "val", False, self.eval_batch_size, None, *self._rank())
 
     def test_dataloader(self) -> ProseBatches:
+        """Test batches (fixed noise and corruption, seeded)."""
         self._ensure("test")
         return ProseBatches(self, "test", False, self.eval_batch_size, None, *self._rank())

@@ -113,6 +113,7 @@ class LazyTrajectories(LazySplit, Dataset):
 
     @property
     def sample_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Per-sample shapes ``(C_in, *grid)``, ``(C_out, *grid)``."""
         return (1, *self.grid), (1 if self.pairs else self.steps, *self.grid)
 
     @property
@@ -165,6 +166,8 @@ class TrajectoryDataModule(GridDataModule):
                                  self.initial_field, frames, self.stride, self.limits[split])
 
     def setup(self, stage: str | None = None) -> None:
+        """Open (or load) the splits ``stage`` needs as one-step pairs (train) and rollouts
+        (val/test)."""
         if self.missing_splits():
             self.prepare_data()
         need = {"fit": ["train", "val"], "validate": ["train", "val"],
@@ -191,6 +194,8 @@ class TrajectoryDataModule(GridDataModule):
                                                  np.ascontiguousarray(traj[:, 1:]))
 
     def io_spec(self) -> dict:
+        """The data description the module and checkpoint keep: channels, grid, normalizers,
+        fields, rollout steps, provenance."""
         spec = super().io_spec()
         spec["out_channels"] = 1  # one frame per step; evaluation rolls out
         spec["rollout_steps"] = self.rollout_steps

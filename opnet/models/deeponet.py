@@ -84,6 +84,7 @@ class Sin(nn.Module):
     """``sin(x)`` as an activation module."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """Elementwise ``sin(x)``, same shape."""
         return torch.sin(x)
 
 
@@ -142,6 +143,8 @@ class GroupedLinear(nn.Module):
         _initialize(self.weight, self.bias, in_features, out_features, initializer)
 
     def forward(self, x: Tensor, shared: bool) -> Tensor:
+        """``[..., in]`` (``shared``: the same input for every group) or ``[..., G, in]`` ->
+        ``[..., G, out]``."""
         if self.groups == 1:
             x = x if shared else x.squeeze(-2)
             out = self.forward_stacked(x.reshape(1, -1, self.in_features))
@@ -181,6 +184,7 @@ class GroupedMLP(nn.Module):
         self.activate_last = activate_last
 
     def forward(self, x: Tensor, shared: bool = True) -> Tensor:
+        """``[..., n0]`` (``shared``) or ``[..., G, n0]`` -> ``[..., G, nL]``."""
         if self.layers[0].groups == 1:  # one plain MLP on [1, M, n] (M = all leading axes)
             x = x if shared else x.squeeze(-2)
             lead = x.shape[:-1]
@@ -255,6 +259,7 @@ class CNNBranch(nn.Module):
         self.out_features = mlp[-1]
 
     def forward(self, u: Tensor) -> Tensor:
+        """Images ``u [B, C, H, W]`` -> branch features ``[B, out]``."""
         x = u.repeat(1, self.groups, 1, 1) if self.groups > 1 else u
         for conv in self.convs:
             x = self.act(conv(x))
@@ -290,6 +295,8 @@ class FourierFeatures(nn.Module):
                              + 2 * modes * len(coords))
 
     def forward(self, y: Tensor) -> Tensor:
+        """Coordinates ``y [..., d]`` -> ``[..., out_features]``: the untouched coordinates,
+        then cos/sin of the periodic ones for each mode."""
         periodic = y[..., self.coordinates]
         # phases in float32 at least (float64 for float64 y), also in a pure-bf16 model
         dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
@@ -599,6 +606,7 @@ class PODDeepONet(nn.Module):
 
     @property
     def num_sensors(self) -> int:
+        """Sensor values per function the branch takes (m)."""
         return math.prod(self.input_shape)
 
     @torch.no_grad()

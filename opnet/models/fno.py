@@ -32,6 +32,8 @@ class SpectralConv2d(nn.Module):
         self.weight = nn.Parameter(scale * torch.rand(shape))
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, C_in, H, W]`` -> ``[B, C_out, H, W]``: multiply the lowest ``modes`` Fourier
+        coefficients (both signs of the first axis) by learned complex weights."""
         h, w = x.shape[-2:]
         m1, m2 = self.modes
         if 2 * m1 > h or m2 > w // 2 + 1:
@@ -77,6 +79,8 @@ class FNO2d(nn.Module):
         return torch.stack(torch.meshgrid(gx, gy, indexing="ij")).expand(b, 2, h, w)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, in_channels, H, W]`` -> ``y [B, out_channels, H, W]`` (with ``positional``,
+        the coordinates are appended as two extra input channels)."""
         h, w = x.shape[-2:]
         if self.positional:
             x = torch.cat([x, self.grid(x)], dim=1)

@@ -11,12 +11,13 @@ import torch
 from torch import Tensor
 
 from opnet import __version__
-from opnet.checkpoint import CheckpointError, check_target, read_checkpoint
+from opnet.checkpoint import CheckpointError, check_target, checkpoint_file, read_checkpoint
 from opnet.data.normalizers import GaussianNormalizer, PointNormalizer
 from opnet.models import resolve_model_name
 from opnet.surrogate.deeponet import DeepONetSurrogate
 from opnet.surrogate.grid import Surrogate
 from opnet.surrogate.prose import ProseSurrogate
+from opnet.threads import configure_threads
 from opnet.training.module import OPERATOR_FORMAT, build_model
 
 
@@ -47,7 +48,8 @@ def operator_block(path: str | os.PathLike, ckpt: Any) -> dict[str, Any]:
 
 
 def load_operator(path: str | os.PathLike, model: str | None = None,
-                  device: str | torch.device = "cpu", trusted_targets: Sequence[str] = ()
+                  device: str | torch.device = "cpu", trusted_targets: Sequence[str] = (),
+                  threads: int | None = None
                   ) -> Surrogate | DeepONetSurrogate | ProseSurrogate:
     """Load a checkpoint written by opnet training as a :class:`Surrogate` (grid operators),
     a :class:`DeepONetSurrogate` (checkpoints of the DeepONetModule) or a
@@ -59,8 +61,13 @@ def load_operator(path: str | os.PathLike, model: str | None = None,
     class loads only when you trust it, ``trusted_targets=("mypkg.",)`` (module prefixes or
     exact class paths), since loading imports and runs that class.
     ``model`` (e.g. ``"mgno"``), when given, must match the checkpoint's model class.
+    ``path`` may also be a training run's folder or ``outputs/<task>/latest``: its best
+    checkpoint (:func:`opnet.checkpoint.checkpoint_file`).
+    ``threads``: torch CPU threads of this process (:func:`opnet.threads.configure_threads`);
+    None: automatic, unless this process chose them already (``train``, ``evaluate``).
     """
-    path = Path(path)
+    configure_threads(threads, "predict", keep=True)
+    path = checkpoint_file(path)
     ckpt = read_checkpoint(path)
     block = operator_block(path, ckpt)
     target = check_target(path, block["model"].get("_target_"), trusted_targets)

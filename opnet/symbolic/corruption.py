@@ -75,6 +75,7 @@ CORRUPTION_SITES: dict[str, tuple[SumSite, ...]] = {"double_pendulum": PENDULUM_
 
 
 def default_sites(expr: Expr) -> tuple[SumSite, ...]:
+    """The sites where terms may be added or deleted: the top-level sum of each component."""
     return tuple(SumSite(i) for i in range(expr.n_components))
 
 

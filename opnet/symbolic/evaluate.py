@@ -39,6 +39,7 @@ class EvalResult:
 
     @property
     def all_ok(self) -> bool:
+        """Whether every sample evaluated to finite values."""
         return bool(self.ok.all())
 
 

@@ -90,22 +90,27 @@ class Node:
 
     @classmethod
     def const(cls, value: float) -> Node:
+        """A float leaf."""
         return cls(CONST, (), float(value))
 
     @classmethod
     def var(cls, index: int) -> Node:
+        """The leaf ``u_i`` (state component i)."""
         return cls(f"u_{int(index)}")
 
     @classmethod
     def placeholder(cls) -> Node:
+        """The skeleton's coefficient placeholder leaf."""
         return cls(PLACEHOLDER)
 
     @classmethod
     def of(cls, op: str, *children: Node) -> Node:
+        """An operator node with its children."""
         return cls(op, children)
 
     @property
     def is_leaf(self) -> bool:
+        """Whether the node has no children (a float, a variable or a placeholder)."""
         return not self.children
 
     def walk(self) -> list[Node]:
@@ -167,6 +172,7 @@ class Expr:
 
     @property
     def n_components(self) -> int:
+        """Number of components (equations) of the system."""
         return len(self.components)
 
     @property

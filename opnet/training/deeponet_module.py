@@ -64,6 +64,7 @@ def point_loss(name: str, pred: Tensor, s: Tensor) -> Tensor:
 
 
 def is_pod(model: Any) -> bool:
+    """Whether the model spec names a POD-DeepONet (fixed output basis)."""
     return hasattr(model, "fit_basis")
 
 
@@ -257,6 +258,14 @@ class DeepONetModule(L.LightningModule):
         return point_loss(self.loss_name, self(batch["u"], batch["y"], idx), batch["s"])
 
     # -- steps ---------------------------------------------------------------------------
+    progress_unit = "iteration"  # what trainer.global_step counts (opnet.training.progress)
+
+    @property
+    def iterations_per_step(self) -> int:
+        """Optimizer iterations per Lightning training step (``data.batches_per_step``; 1
+        before the train data are set up)."""
+        return int(getattr(self.trainer.train_dataloader, "group", 1) or 1)
+
     def on_train_epoch_start(self) -> None:
         self._loss_sum, self._loss_count, self._last_batch = None, 0, None
 
@@ -419,7 +428,7 @@ class DeepONetModule(L.LightningModule):
         epoch), for schedules that need their length."""
         trainer = self.trainer
         estimate = trainer.estimated_stepping_batches  # also sets the train data up
-        per_batch = int(getattr(trainer.train_dataloader, "group", 1) or 1)
+        per_batch = self.iterations_per_step
         bounds = []
         if trainer.max_steps not in (None, -1):  # training_step stops at max_steps exactly
             bounds.append(int(trainer.max_steps))

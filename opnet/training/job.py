@@ -25,7 +25,9 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from opnet.files import write_text_atomic
+from opnet.threads import configure_threads, train_work
 from opnet.training.compile import maybe_compile
+from opnet.training.latest import LatestRunLink, link_home
 from opnet.training.module import ConfigError, fill_channels
 from opnet.training.resume import (
     RUN_CONFIG_KEY,
@@ -140,7 +142,9 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
 # Lightning notices that do not apply to opnet runs (one-cycle per epoch is the MgNO recipe).
 _QUIET = [r".*OneCycleLR. scheduler is using 'interval': 'epoch'.*",
           r".*isinstance\(treespec, LeafSpec\).*", r".*does not have many workers.*",
-          r".*smaller than the logging interval.*"]
+          r".*smaller than the logging interval.*",
+          # a DeepONet step checkpoint holds the weights after the step: what resuming needs
+          r".*ModelCheckpoint with manual optimization and every_n_train_steps.*"]
 
 
 class _DropTips(logging.Filter):
@@ -164,6 +168,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run the job described by ``cfg``; returns the final test metrics."""
     t0 = time.perf_counter()
     check_config(cfg)
+    configure_threads(cfg.get("threads"), "train", work=train_work(cfg))
     checkpoint, extend = _resume_checkpoint(cfg)
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True)
@@ -180,6 +185,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
     callbacks.append(RecordRunConfig(plain_config(cfg)))
+    paths = cfg.get("paths") or {}  # outputs/<task>/latest -> this run, at its first checkpoint
+    callbacks.append(LatestRunLink(out, link_home(out, paths.get("output_root"),
+                                                  cfg.get("task_name"))))
     if extend:
         callbacks.insert(0, ExtendSchedule())
     loggers = _instantiate_all(cfg.get("logger"))
@@ -284,3 +292,5 @@ def _print_summary(summary: dict[str, Any], loggers: list[Any]) -> None:
     lines += [f"tensorboard:     tensorboard --logdir {logger.log_dir}"
               for logger in loggers if hasattr(logger, "log_dir")]
     console.print("\n".join(lines), soft_wrap=True, highlight=False)
+    from opnet.training.progress import log_to_file  # the run's train.log keeps them too
+    log_to_file("\n".join([*(f"{k}: {v:.4g}" for k, v in summary["test"].items()), *lines]))

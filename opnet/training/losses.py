@@ -57,6 +57,7 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"rel_l2": rel_l2, "h1":
 
 
 def get_loss(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """The per-sample loss ``(pred, target) -> [B]`` named ``h1``, ``h1_abs`` or ``rel_l2``."""
     if name not in LOSSES:
         raise ValueError(f"loss '{name}': expected one of {sorted(LOSSES)}")
     return LOSSES[name]

@@ -170,6 +170,7 @@ class FeedForward(nn.Module):
         self.dropout = float(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, L, d_model]`` -> same shape (two linear layers around the activation)."""
         x = self.lin2(F.gelu(self.lin1(x)))
         return F.dropout(x, self.dropout, self.training) if self.dropout else x
 
