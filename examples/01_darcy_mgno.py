@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("figures:     " + "\n             ".join(figures))
     print(f"summary:     {out / 'summary.json'}  ({result['seconds']:.0f} s in all)")
     print("More epochs and data lower the error: `python train.py` (1000 samples, 25 epochs, "
-          "~5 min) reaches ~1.4 %.")
+          "~2 min) reaches ~1.4 %.")
     return result
 
 
