@@ -1,8 +1,13 @@
-"""Checkpoint integrity: reading a checkpoint safely, a digest of its tensors, and which
-model classes a checkpoint may name.
+"""The checkpoint format: its version, reading a checkpoint safely, validating and writing
+its ``operator`` block, a digest of its tensors, and which model classes it may name.
 
-A leaf module (torch and the standard library only): the LightningModules' checkpoint hooks
-and :mod:`opnet.surrogate` both use it.
+A leaf module (torch and the standard library only; no training code, no Lightning, no
+Hydra): the LightningModules' checkpoint hooks and :mod:`opnet.surrogate` both use it.
+
+* :data:`OPERATOR_FORMAT` -- the version of the ``operator`` block this opnet writes and
+  reads; :func:`operator_block` checks a checkpoint's block against it (newer: upgrade
+  opnet; older or missing: the opnet that wrote it reads it); :func:`write_operator` stores
+  a module's block, stamped with the format and versions, and the digest;
 
 * :func:`read_checkpoint` -- ``torch.load(weights_only=True)`` on the CPU (imports nothing a
   checkpoint names), a missing/unreadable file and a damaged one named as such;
@@ -29,6 +34,13 @@ from typing import Any
 
 import torch
 
+from opnet import __version__
+
+OPERATOR_FORMAT = 1
+"""Version of the checkpoint's ``operator`` block (``format_version``); raise it when a
+change makes older opnet versions misread the block."""
+OPERATOR_KEY = "operator"
+"""Top-level checkpoint key of the block :func:`opnet.load_operator` needs."""
 DIGEST_KEY = "state_digest"
 """Top-level checkpoint key of the tensors' digest (``"sha256:<hex>"``)."""
 ALGORITHM = "sha256"
@@ -109,6 +121,44 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False, verify: bool = 
     if verify:
         verify_digest(ckpt, path)
     return ckpt
+
+
+def operator_block(path: str | os.PathLike, ckpt: Any) -> dict[str, Any]:
+    """The checkpoint's ``operator`` block after checking its ``format_version`` against
+    :data:`OPERATOR_FORMAT` (a newer one: upgrade opnet; an older or missing one: the opnet
+    that wrote it reads it) and that it names a model (``model``: ``_target_`` + kwargs);
+    else a one-line :class:`CheckpointError` naming ``path``."""
+    block = ckpt.get(OPERATOR_KEY) if isinstance(ckpt, dict) else None
+    if not isinstance(block, dict):
+        raise CheckpointError(f"{path}: has no '{OPERATOR_KEY}' block; it was not written by "
+                              "opnet training (keys: "
+                              f"{sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt)})")
+    version, writer = block.get("format_version"), block.get("opnet_version", "unknown")
+    if isinstance(version, int) and not isinstance(version, bool) and version > OPERATOR_FORMAT:
+        raise CheckpointError(
+            f"{path}: operator format_version {version} is newer than this opnet "
+            f"({__version__}) reads (format_version {OPERATOR_FORMAT}); it was written by opnet "
+            f"{writer}: upgrade opnet to load or resume it")
+    if version != OPERATOR_FORMAT:
+        raise CheckpointError(
+            f"{path}: operator format_version {version!r}, expected {OPERATOR_FORMAT} (written "
+            f"by opnet {writer}, this is {__version__}); load it with the opnet that wrote it, "
+            "or retrain")
+    if not isinstance(block.get("model"), dict):
+        raise CheckpointError(f"{path}: its operator block has no 'model' dict (_target_ + "
+                              "kwargs); the checkpoint is damaged or not opnet's")
+    return block
+
+
+def write_operator(checkpoint: dict[str, Any], block: Mapping[str, Any]) -> None:
+    """Store a module's ``operator`` block (plain types: ``module``, ``model``, ``io``, ...)
+    in ``checkpoint``, stamped with :data:`OPERATOR_FORMAT` and the opnet/torch versions, and
+    the tensors' digest (:func:`add_digest`): the common part of every module's
+    ``on_save_checkpoint``."""
+    checkpoint[OPERATOR_KEY] = {**block, "format_version": OPERATOR_FORMAT,
+                                "opnet_version": __version__,
+                                "torch_version": str(torch.__version__)}
+    add_digest(checkpoint)  # checked by every load: bit rot is an error
 
 
 def check_target(path: str | os.PathLike, target: Any, trusted: Sequence[str] = ()) -> str:

@@ -48,7 +48,8 @@ def test_io_spec_describes_shapes_and_provenance(antiderivative_small):
 
 def test_minibatches_cover_every_function_once_per_pass(antiderivative_small):
     """Batches of 30 from consecutive permutations: 10 batches = 3 full passes (wrapping)."""
-    dm = PointDataModule(str(antiderivative_small), batch_size=30, steps_per_epoch=10)
+    dm = PointDataModule(str(antiderivative_small), batch_size=30, steps_per_epoch=10,
+                         batches_per_step=1)
     dm.setup("fit")
     u_all = dm.splits["train"].u
     seen = []
@@ -62,7 +63,7 @@ def test_minibatches_cover_every_function_once_per_pass(antiderivative_small):
 
 def test_unaligned_points_are_the_labels_at_their_indices(antiderivative_small):
     dm = PointDataModule(str(antiderivative_small), layout="unaligned", batch_size=8,
-                         points_per_batch=5)
+                         points_per_batch=5, batches_per_step=1)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["y"].shape == (8, 5, 1) and batch["s"].shape == (8, 5, 1)

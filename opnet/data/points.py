@@ -335,7 +335,7 @@ class PointDataModule(L.LightningDataModule):
                  output_fields: Sequence[str] = ("s",), branch: str = "vector",
                  layout: str = "aligned", batch_size: int | None = None,
                  points_per_batch: int | None = None, steps_per_epoch: int | None = None,
-                 batches_per_step: int | None = 1, eval_batch_size: int | None = None,
+                 batches_per_step: int | None = None, eval_batch_size: int | None = None,
                  sensor_stride: int = 1, query_stride: int = 1, n_train: int | None = None,
                  n_val: int | None = None, n_test: int | None = None,
                  generate: Mapping | None = None, name: str | None = None,

@@ -1,4 +1,5 @@
-"""Checkpoint -> surrogate: :func:`load_operator` and the checks it makes first."""
+"""Checkpoint -> surrogate: :func:`load_operator` and the checks it makes first (the format
+itself, :func:`~opnet.checkpoint.operator_block` included, is :mod:`opnet.checkpoint`'s)."""
 
 from __future__ import annotations
 
@@ -10,41 +11,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from opnet import __version__
-from opnet.checkpoint import CheckpointError, check_target, checkpoint_file, read_checkpoint
+from opnet.checkpoint import (
+    CheckpointError,
+    check_target,
+    checkpoint_file,
+    operator_block,
+    read_checkpoint,
+)
 from opnet.data.normalizers import GaussianNormalizer, PointNormalizer
-from opnet.models import resolve_model_name
+from opnet.models import build_model, resolve_model_name
 from opnet.surrogate.deeponet import DeepONetSurrogate
 from opnet.surrogate.grid import Surrogate
 from opnet.surrogate.prose import ProseSurrogate
 from opnet.threads import configure_threads
-from opnet.training.module import OPERATOR_FORMAT, build_model
-
-
-def operator_block(path: str | os.PathLike, ckpt: Any) -> dict[str, Any]:
-    """The checkpoint's ``operator`` block after checking its ``format_version`` against the
-    one this opnet reads (a newer one: upgrade opnet; an older or missing one: the opnet that
-    wrote it reads it)."""
-    block = ckpt.get("operator") if isinstance(ckpt, dict) else None
-    if not isinstance(block, dict):
-        raise CheckpointError(f"{path}: has no 'operator' block; it was not written by opnet "
-                              "training (keys: "
-                              f"{sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt)})")
-    version, writer = block.get("format_version"), block.get("opnet_version", "unknown")
-    if isinstance(version, int) and not isinstance(version, bool) and version > OPERATOR_FORMAT:
-        raise CheckpointError(
-            f"{path}: operator format_version {version} is newer than this opnet "
-            f"({__version__}) reads (format_version {OPERATOR_FORMAT}); it was written by opnet "
-            f"{writer}: upgrade opnet to load or resume it")
-    if version != OPERATOR_FORMAT:
-        raise CheckpointError(
-            f"{path}: operator format_version {version!r}, expected {OPERATOR_FORMAT} (written "
-            f"by opnet {writer}, this is {__version__}); load it with the opnet that wrote it, "
-            "or retrain")
-    if not isinstance(block.get("model"), dict):
-        raise CheckpointError(f"{path}: its operator block has no 'model' dict (_target_ + "
-                              "kwargs); the checkpoint is damaged or not opnet's")
-    return block
 
 
 def load_operator(path: str | os.PathLike, model: str | None = None,

@@ -21,7 +21,7 @@ from opnet.surrogate.common import (
 )
 from opnet.symbolic import SymbolicError, Vocabulary, check, decode, encode, parse_prefix
 from opnet.symbolic import skeleton as to_skeleton
-from opnet.training.prose_metrics import decode_ids, expression_points
+from opnet.symbolic.scoring import N_POINTS, decode_ids, expression_points
 
 
 @dataclass
@@ -252,10 +252,14 @@ class ProseSurrogate:
     def _decoded(self, out: np.ndarray, generated: list[np.ndarray], dims: np.ndarray,
                  single: bool) -> ProsePrediction:
         prefix, infix, tokens, valid, errors = [], [], [], [], []
+        # the checkpoint's expression-error points (module.expression_points/_seed)
+        n_points = int(self.metadata.get("expression_points", N_POINTS))
+        seed = int(self.metadata.get("expression_seed", 0))
         for i, row in enumerate(generated):
             expr, toks, err = decode_ids(row, self.vocab)
             if expr is not None:
-                err = check(expr, expression_points(int(dims[i])), n_components=int(dims[i]))
+                points = expression_points(int(dims[i]), n_points, seed)
+                err = check(expr, points, n_components=int(dims[i]))
             prefix.append(None if expr is None else expr.to_prefix())
             infix.append(None if expr is None else expr.to_infix())
             tokens.append(toks)

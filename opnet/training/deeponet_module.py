@@ -43,6 +43,7 @@ from torch import Tensor
 from opnet import __version__
 from opnet.data.normalizers import PointNormalizer
 from opnet.metrics import point_metrics
+from opnet.training.adam_state import adapt_adam_state
 from opnet.training.deeponet_fastpath import MLPDeepONetStep, unsupported_reason
 from opnet.training.flat_adam import FlatAdam
 from opnet.training.module import OPERATOR_FORMAT, ConfigError, build_model
@@ -214,18 +215,24 @@ class DeepONetModule(L.LightningModule):
         self._prepared = True
 
     def on_fit_start(self) -> None:
+        # a new fit (another Trainer, another optimizer): the cached step counter and fast
+        # path belong to the previous one
+        self._direct = self._fast = None
         datamodule = getattr(self.trainer, "datamodule", None)
         if not self._prepared and self.trainer.ckpt_path is None and datamodule is not None:
             self.prepare(datamodule)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from opnet.checkpoint import loading_path, verify_digest
-        from opnet.surrogate import operator_block  # (surrogate imports this module)
+        from opnet.checkpoint import loading_path, operator_block, verify_digest
 
         where = loading_path(self)
         operator_block(where, checkpoint)  # refuses newer/older formats by name
         verify_digest(checkpoint, where)  # a damaged file is named, never trained on
         self._prepared = True  # the buffers come from the checkpoint
+        states = checkpoint.get("optimizer_states")
+        if states and len(states) == 1:  # FlatAdam <-> torch Adam when module.fused changed
+            states[0] = adapt_adam_state(states[0], list(self.parameters()),
+                                         self._uses_flat_adam(), self.hparams.fused)
 
     # -- the operator in physical units -------------------------------------------------
     def forward(self, u: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
@@ -321,14 +328,13 @@ class DeepONetModule(L.LightningModule):
         wrappers (precision plugin, strategy, per-call hooks), which cost about as much as
         a whole iteration of a small DeepONet. Mixed precision and distributed strategies
         keep them (scaling, gradient synchronisation). Returns the loop's step counter
-        (which ``trainer.global_step`` reads) or False."""
+        (:func:`lightning_step_counter`, which ``trainer.global_step`` reads) or False."""
         if self._direct is None:
             trainer = self.trainer
-            loop = getattr(trainer.fit_loop.epoch_loop, "manual_optimization", None)
-            progress = getattr(loop, "optim_step_progress", None)
+            progress = lightning_step_counter(trainer)
             fast = (type(trainer.strategy).__name__ == "SingleDeviceStrategy"
                     and str(trainer.precision) in ("32-true", "64-true", "32", "64")
-                    and hasattr(progress, "increment_completed"))
+                    and progress is not None)
             self._direct = progress if fast else False
         return self._direct
 
@@ -381,7 +387,7 @@ class DeepONetModule(L.LightningModule):
         adamw = self.hparams.optimizer == "adamw"
         params = list(self.parameters())
         fused = self.hparams.fused
-        if fused is None and len({(p.dtype, p.device) for p in params}) == 1:
+        if self._uses_flat_adam():
             # one flat buffer: a few vector ops per step instead of per-tensor kernels
             opt = FlatAdam(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
                            decoupled_weight_decay=adamw)
@@ -401,6 +407,11 @@ class DeepONetModule(L.LightningModule):
         return {"optimizer": opt,
                 "lr_scheduler": {"scheduler": self._schedule(opt, name, cfg),
                                  "interval": "step", "frequency": 1}}
+
+    def _uses_flat_adam(self) -> bool:
+        """FlatAdam (``fused`` None and one dtype/device) rather than torch's Adam/AdamW."""
+        params = list(self.parameters())
+        return self.hparams.fused is None and len({(p.dtype, p.device) for p in params}) == 1
 
     def _schedule(self, opt: torch.optim.Optimizer, name: str, cfg: dict[str, Any]):
         sched = torch.optim.lr_scheduler
@@ -450,10 +461,21 @@ class DeepONetModule(L.LightningModule):
                 "torch_version": str(torch.__version__)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from opnet.checkpoint import add_digest
+        from opnet.checkpoint import write_operator
 
-        checkpoint["operator"] = self.operator_block()
-        add_digest(checkpoint)  # checked by every load: bit rot is an error
+        write_operator(checkpoint, self.operator_block())  # + digest, checked by every load
+
+
+def lightning_step_counter(trainer: L.Trainer) -> Any | None:
+    """The only use of Lightning's private loop state: the manual-optimization step counter
+    (``fit_loop.epoch_loop.manual_optimization.optim_step_progress``, whose
+    ``total.completed`` is ``trainer.global_step`` for a module with manual optimization;
+    tested with Lightning 2.6). None when a Lightning version lays its loops out otherwise
+    (then the direct iterations are off; ``tests/test_review_bugs.py`` fails loudly)."""
+    loop = getattr(getattr(trainer.fit_loop, "epoch_loop", None), "manual_optimization", None)
+    progress = getattr(loop, "optim_step_progress", None)
+    ok = all(hasattr(progress, a) for a in ("increment_ready", "increment_completed", "total"))
+    return progress if ok else None
 
 
 def exact_metrics(pred: np.ndarray, s: np.ndarray) -> dict[str, float]:

@@ -231,7 +231,7 @@ def _resume_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any] | None, bool]:
         return None, False
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path={path}: no such checkpoint file to resume from")
-    from opnet.surrogate import operator_block, read_checkpoint
+    from opnet.checkpoint import operator_block, read_checkpoint
 
     checkpoint = read_checkpoint(path, mmap=True)
     operator_block(path, checkpoint)

@@ -8,20 +8,27 @@ checkpoints load with ``torch.load(weights_only=True)``; every checkpoint also c
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from opnet import __version__
+from opnet.checkpoint import (
+    OPERATOR_FORMAT,
+    loading_path,
+    operator_block,
+    verify_digest,
+    write_operator,
+)
 from opnet.data.normalizers import GaussianNormalizer
+from opnet.models import build_model
 from opnet.training.losses import get_loss, h1, reduce, rel_l2
 
-OPERATOR_FORMAT = 1
+__all__ = ["OPERATOR_FORMAT", "ConfigError", "OperatorModule", "build_model", "fill_channels"]
 
 
 class ConfigError(ValueError):
@@ -42,22 +49,6 @@ def fill_channels(model: Mapping[str, Any], io: Mapping[str, Any]) -> dict[str, 
                 f"provides {have} channel(s) from fields {fields}; drop model.{key} to take it "
                 "from the data")
     return spec
-
-
-def build_model(spec: Mapping[str, Any]) -> nn.Module:
-    """``{"_target_": "opnet.models.mgno.MgNO", **kwargs}`` -> the module."""
-    spec = dict(spec)
-    target = spec.pop("_target_", None)
-    if not isinstance(target, str) or "." not in target:
-        raise ValueError(f"model config needs '_target_' naming a class (got {target!r})")
-    module_name, _, cls_name = target.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"model._target_={target!r} cannot be imported ({err})") from err
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ValueError(f"model._target_={target!r} is not a torch.nn.Module class")
-    return cls(**spec)
 
 
 class OperatorModule(L.LightningModule):
@@ -95,6 +86,12 @@ class OperatorModule(L.LightningModule):
             raise ConfigError(f"{cls.__name__} trains grid operators; data "
                               f"'{io['dataset']['name']}' is {io.get('kind')} data (use "
                               "module=deeponet for a DeepONet)")
+        loss, grid = kwargs.get("loss", "h1"), list(io["grid"])
+        if loss in ("h1", "h1_abs") and len(grid) != 2:  # at configuration, not the 1st step
+            raise ConfigError(
+                f"module.loss={loss} needs 2-D grid data [B, C, H, W] but data "
+                f"'{io['dataset']['name']}' has a {len(grid)}-D grid {grid}; use "
+                f"module.loss=rel_l2 (the loss that fits {len(grid)}-D data)")
         module = cls(model=fill_channels(model, io), io=io, **kwargs)
         stats = getattr(datamodule, "normalizer_stats", None)
         if stats is None:
@@ -214,15 +211,9 @@ class OperatorModule(L.LightningModule):
                 "torch_version": str(torch.__version__)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from opnet.checkpoint import loading_path, verify_digest
-        from opnet.surrogate import operator_block  # (surrogate imports this module)
-
         where = loading_path(self)
         operator_block(where, checkpoint)  # refuses newer/older formats by name
         verify_digest(checkpoint, where)  # a damaged file is named, never trained on
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from opnet.checkpoint import add_digest
-
-        checkpoint["operator"] = self.operator_block()
-        add_digest(checkpoint)  # checked by every load: bit rot is an error
+        write_operator(checkpoint, self.operator_block())  # + digest, checked by every load

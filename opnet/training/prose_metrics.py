@@ -30,14 +30,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from opnet.symbolic import Expr, SymbolicError, Vocabulary, decode, evaluate, is_valid
+from opnet.symbolic import Expr, evaluate, is_valid
+from opnet.symbolic.scoring import BOX as BOX  # re-exported: shared with the surrogate
+from opnet.symbolic.scoring import N_POINTS, expression_points
+from opnet.symbolic.scoring import decode_ids as decode_ids
 
 WINDOWS: dict[str, tuple[float, float]] = {"2_4": (2.0, 4.0), "4_6": (4.0, 6.0),
                                            "2_6": (2.0, 6.0)}
 """Error windows of the query times (name -> closed interval)."""
 
 EPS = 1e-6
-N_POINTS, BOX = 50, 5.0
 
 
 def _t(x: Tensor | np.ndarray) -> Tensor:
@@ -75,28 +77,6 @@ def relative_errors(pred: Tensor | np.ndarray, target: Tensor | np.ndarray,
 
 
 # ------------------------------------------------------------------------ expressions
-def decode_ids(ids: Sequence[int] | Tensor | np.ndarray, vocab: Vocabulary
-               ) -> tuple[Expr | None, list[str], str | None]:
-    """Generated ids (``<BOS>`` optional, up to ``<EOS>``/``<PAD>``) -> (expression or None,
-    tokens, why it does not decode)."""
-    try:
-        tokens = vocab.strip(vocab.decode(ids))
-    except SymbolicError as err:
-        return None, [], str(err)
-    try:
-        return decode(tokens), tokens, None
-    except SymbolicError as err:
-        return None, tokens, str(err)
-
-
-def expression_points(d: int, n: int = N_POINTS, seed: int = 0, box: float = BOX
-                      ) -> np.ndarray:
-    """The ``n`` points uniform in [−box, box]^d at which expressions of dimension ``d`` are
-    compared: float64 [n, d], fixed by ``(seed, d)``."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(d)]))
-    return rng.uniform(-box, box, size=(n, int(d)))
-
-
 def expression_errors(pred: Sequence[Expr | None], true: Sequence[Expr],
                       dims: Sequence[int] | np.ndarray | Tensor, n_points: int = N_POINTS,
                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -376,15 +376,13 @@ class ProseModule(L.LightningModule):
                 "opnet_version": __version__, "torch_version": str(torch.__version__)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from opnet.checkpoint import loading_path, verify_digest
-        from opnet.surrogate import operator_block  # (surrogate imports this module)
+        from opnet.checkpoint import loading_path, operator_block, verify_digest
 
         where = loading_path(self)
         operator_block(where, checkpoint)  # refuses newer/older formats by name
         verify_digest(checkpoint, where)  # a damaged file is named, never trained on
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from opnet.checkpoint import add_digest
+        from opnet.checkpoint import write_operator
 
-        checkpoint["operator"] = self.operator_block()
-        add_digest(checkpoint)  # checked by every load: bit rot is an error
+        write_operator(checkpoint, self.operator_block())  # + digest, checked by every load
