@@ -2,43 +2,13 @@
 
 With no arguments: generates a small 32x32 Darcy dataset (cached in data/), trains a small
 MgNO on the CPU for a few minutes and prints the test error and where the checkpoint and
-TensorBoard logs are. A thin Hydra entry over :func:`opnet.training.train`; bad input (a
-typo'd key, a missing dataset or checkpoint, ...) is one line ``error: ...`` on stderr with
-exit code 2 (``HYDRA_FULL_ERROR=1`` shows the traceback).
+TensorBoard logs are. The same command as the installed ``opnet-train`` (any working
+directory): :func:`opnet.train_cli.main`, a thin Hydra entry over :func:`opnet.training.train`;
+bad input (a typo'd key, a missing dataset or checkpoint, ...) is one line ``error: ...`` on
+stderr with exit code 2 (``HYDRA_FULL_ERROR=1`` shows the traceback).
 """
 
-import logging
-import os
-import sys
-
-from opnet.threads import openmp_settings
-
-# before torch loads (opnet.training below): a passive OpenMP wait policy on a busy machine
-os.environ.update(openmp_settings())
-
-import hydra
-from omegaconf import DictConfig
-
-from opnet.cli import checked_overrides, run_reporting_errors
-from opnet.training import train
-
-
-def _lightning_info_to_stdout() -> None:
-    """Lightning, imported before logging is configured, prints its notices ("Seed set to
-    0", "GPU available: ...") through its own stderr handler: send them to stdout, so that
-    stderr holds warnings and errors only (an error is then one line there)."""
-    for name in ("lightning.fabric", "lightning.pytorch"):
-        for handler in logging.getLogger(name).handlers:
-            if type(handler) is logging.StreamHandler and handler.stream is sys.stderr:
-                handler.setStream(sys.stdout)
-
-
-@checked_overrides("train")  # a typo'd key: one line with the nearest key, exit 2
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
-    _lightning_info_to_stdout()
-    run_reporting_errors(train, cfg)
-
+from opnet.train_cli import main
 
 if __name__ == "__main__":
     main()

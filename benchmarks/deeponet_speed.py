@@ -44,8 +44,9 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from opnet.config import CONF
+
 DEEPXDE_IT_PER_S = 675.0  # issue 5: DeepXDE PyTorch backend, this 2-core CPU
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 SETUPS = {
     "antiderivative": {

@@ -23,8 +23,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from data_gen.checks import integer
+from data_gen.pdes import generator_key
 from data_gen.runner import GenerationError, generate
 from opnet.cli import checked_overrides
+from opnet.config import CONF
 
 
 def default_out(cfg: DictConfig) -> str:
@@ -34,7 +36,8 @@ def default_out(cfg: DictConfig) -> str:
     resolution = cfg.get("resolution")
     if resolution is None:
         resolution = cfg.pde.get("resolution", "")
-    return f"data/{cfg.pde.name}{resolution}"
+    name = cfg.pde.get("name") or str(cfg.pde.get("_target_", "")).rpartition(".")[2]
+    return f"data/{name}{resolution}"
 
 
 # conf/datagen.yaml puts a multirun's sweep folder inside the dataset folder: ${datagen_out:}
@@ -46,8 +49,9 @@ def run(cfg: DictConfig):
     pde = OmegaConf.to_container(cfg.pde, resolve=True)
     if cfg.get("resolution") is not None:
         if "resolution" not in pde:
-            raise KeyError(f"resolution={cfg.resolution}: pde '{pde['name']}' has no resolution "
-                           f"parameter (its parameters: {sorted(k for k in pde if k != 'name')})")
+            raise KeyError(f"resolution={cfg.resolution}: pde '{generator_key(pde)}' has no "
+                           "resolution parameter (its parameters: "
+                           f"{sorted(k for k in pde if k not in ('name', '_target_'))})")
         pde["resolution"] = integer("resolution", cfg.resolution, 2)
     configure_threads(cfg.get("threads"), "generate")  # workers > 1: 1 thread per worker
     summary = generate(pde, out=default_out(cfg), n_train=cfg.n_train, n_val=cfg.n_val,
@@ -60,7 +64,7 @@ def run(cfg: DictConfig):
 
 
 @checked_overrides("datagen")  # a typo'd key: one line with the nearest key, exit 2
-@hydra.main(version_base="1.3", config_path="../conf", config_name="datagen")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="datagen")
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)

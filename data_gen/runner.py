@@ -50,7 +50,7 @@ from data_gen.locking import (
     worker_init,
 )
 from data_gen.merge import merge
-from data_gen.pdes import get_pde, make_config
+from data_gen.pdes import generator_key, get_pde, make_config, stored_config
 from data_gen.pdes.base import Chunk
 from opnet.data import h5
 from opnet.files import unique_tmp, write_text_atomic
@@ -195,8 +195,8 @@ def generate(pde: str | Mapping[str, object] = "darcy", out: str | os.PathLike =
     Another process generating into ``out`` (same shard) is waited for.
     """
     if isinstance(pde, Mapping):
-        params = {**{k: v for k, v in pde.items() if k != "name"}, **params}
-        pde = str(pde["name"])
+        params = {**{k: v for k, v in pde.items() if k not in ("name", "_target_")}, **params}
+        pde = generator_key(pde)  # a registered name or a plugin's dotted path (_target_)
     cfg = checked_config(pde, params)
     params = dataclasses.asdict(cfg)
     sizes = {"train": n_train, "val": n_val, "test": n_test}
@@ -249,7 +249,7 @@ class _Job:
 
     @property
     def generator_config(self) -> str:
-        return yaml.safe_dump({"name": self.pde, **self.params}, sort_keys=True)
+        return yaml.safe_dump(stored_config(self.pde, self.params), sort_keys=True)
 
     @property
     def identity(self) -> dict:
@@ -335,7 +335,7 @@ def _generate(job: _Job, workers: int, overwrite: bool, progress: bool) -> Gener
         written[split] = paths
     shutil.rmtree(partial, ignore_errors=True)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(
-        {"pde": {"name": job.pde, **job.params}, "seed": job.seed,
+        {"pde": stored_config(job.pde, job.params), "seed": job.seed,
          **{f"n_{k}": v for k, v in sizes.items()}, "chunk_size": job.chunk_size,
          "shard_size": job.shard_size, "num_shards": job.num_shards}, sort_keys=False))
     return GenerationSummary(out, written, sizes, 0.0, resumed, skipped, job.shard,

@@ -44,10 +44,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from opnet.config import CONF  # light: imports no omegaconf/hydra
+
 __all__ = ["check_overrides", "checked_overrides", "config_groups", "error_line", "is_expected",
            "run_reporting_errors"]
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 T = TypeVar("T")
 

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parent / "conf"
+"""Every Hydra config (training, data generation, evaluation): package data, so an installed
+wheel finds it from any working directory; ``conf/`` at the repository root links here."""
 
 
 def train_config(*overrides: str, output_dir: str | os.PathLike | None = None) -> DictConfig:

@@ -42,12 +42,12 @@ os.environ.update(openmp_settings())
 import numpy as np
 import yaml
 
+from opnet.config import CONF
 from opnet.data import h5
 from opnet.files import write_text_atomic
 from opnet.surrogate import DeepONetSurrogate, ProseSurrogate, Surrogate, load_operator
 
 Operator = Surrogate | DeepONetSurrogate | ProseSurrogate
-CONF = Path(__file__).resolve().parents[1] / "conf"
 MAX_SEED = 2**32 - 1  # numpy's seeds: [0, 2**32 - 1]
 
 

@@ -10,10 +10,9 @@ import lightning as L
 import pytest
 from omegaconf import DictConfig
 
-from opnet.config import train_config
+from opnet.config import CONF, train_config  # noqa: F401  (CONF: for the tests)
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 
 # A small but learnable problem: 16x16 Darcy, a 3-level MgNO with few channels.
 TINY_DATA = {"n_train": 64, "n_val": 16, "n_test": 16, "seed": 0}

@@ -333,7 +333,7 @@ def read_float32(path: str | os.PathLike, ds: h5py.Dataset, index: tuple = ()) -
                 "S": "byte-string", "O": "string", "U": "string"}.get(ds.dtype.kind, "non-float")
         raise DatasetError(f"{path}: field '{key}' has {kind} dtype {ds.dtype}, expected real "
                            "floating point (float32 in the opnet HDF5 schema); convert it "
-                           "(e.g. the importers in data_gen/importers.py write float32) or "
+                           "(e.g. the importers in data_gen/importers/ write float32) or "
                            f"{REGENERATE}")
     try:
         values = np.asarray(ds[index], dtype=np.float32)
