@@ -20,13 +20,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import lightning
-import numpy as np
 import pytest
 import torch
 
 from opnet.training.deeponet_module import DeepONetModule
 from opnet.training.module import OperatorModule
-from tests.test_surrogate_safety import MGNO, M, Q, grid_io, save
+from tests.test_surrogate_safety import MGNO, M, Q, grid_io, save, toy_prose_module
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("opnet", "data_gen")
@@ -238,9 +237,6 @@ print("training:", sorted(m for m in sys.modules if m.startswith("opnet.training
 def test_load_operator_imports_neither_lightning_nor_hydra(tmp_path):
     """``import opnet; opnet.load_operator(ckpt).predict(...)`` for each family, in a fresh
     process: Lightning, Hydra/OmegaConf and opnet.training stay out of sys.modules."""
-    from opnet.symbolic import Vocabulary
-    from opnet.training.prose_module import ProseModule, prose_spec
-
     torch.manual_seed(0)
     grid = save(OperatorModule(MGNO, grid_io()), tmp_path / "grid.ckpt")
     io = {"kind": "points", "input_field": "f", "input_fields": ["f"], "output_fields": ["u"],
@@ -251,17 +247,7 @@ def test_load_operator_imports_neither_lightning_nor_hydra(tmp_path):
     points = save(DeepONetModule({"_target_": "opnet.models.deeponet.DeepONet",
                                   "branch": [M, 8, 8], "trunk": [1, 8, 8], "num_outputs": 1},
                                  io), tmp_path / "points.ckpt")
-    v = Vocabulary(2)
-    pio = {"kind": "prose", "symbols": "none", "max_dim": 2,
-           "vocab": {"size": len(v), "max_dim": 2, "pad_id": v.pad_id, "bos_id": v.bos_id,
-                     "eos_id": v.eos_id, "placeholder_id": v.placeholder_id},
-           "t_in": np.linspace(0, 1, 5).tolist(), "t_out": np.linspace(1, 2, 4).tolist(),
-           "dataset": {"name": "toy", "path": "data/toy"}}
-    model = prose_spec({"_target_": "opnet.models.prose.PROSE", "dim": 16, "heads": 2,
-                        "ffn": 32, "data_encoder_layers": 1, "fusion_layers": 1,
-                        "data_decoder_layers": 1, "symbol_input": False,
-                        "symbol_output": False}, pio)
-    prose = save(ProseModule(model, pio), tmp_path / "prose.ckpt")
+    prose = save(toy_prose_module(), tmp_path / "prose.ckpt")
     assert lightning.__version__  # the checkpoints were written the way Lightning writes them
     run = subprocess.run([sys.executable, "-c", LOAD_AND_PREDICT.format(m=M, q=Q),
                           str(grid), str(points), str(prose)], cwd=tmp_path,

@@ -70,9 +70,8 @@ def deeponet_op(tmp_path) -> DeepONetSurrogate:
     return load_operator(save(module, tmp_path / "deeponet.ckpt"))
 
 
-@pytest.fixture
-def prose_op(tmp_path) -> ProseSurrogate:
-    """A data-only PROSE (symbols=none) of 2-component trajectories."""
+def toy_prose_module() -> ProseModule:
+    """A tiny data-only PROSE (symbols=none) of 2-component trajectories, untrained."""
     v = Vocabulary(2)
     io = {"kind": "prose", "symbols": "none", "max_dim": 2,
           "vocab": {"size": len(v), "max_dim": 2, "pad_id": v.pad_id, "bos_id": v.bos_id,
@@ -83,8 +82,14 @@ def prose_op(tmp_path) -> ProseSurrogate:
                         "ffn": 32, "data_encoder_layers": 1, "fusion_layers": 1,
                         "data_decoder_layers": 1, "symbol_input": False,
                         "symbol_output": False}, io)
+    return ProseModule(model, io)
+
+
+@pytest.fixture
+def prose_op(tmp_path) -> ProseSurrogate:
+    """A data-only PROSE (symbols=none) of 2-component trajectories."""
     torch.manual_seed(0)
-    return load_operator(save(ProseModule(model, io), tmp_path / "prose.ckpt"))
+    return load_operator(save(toy_prose_module(), tmp_path / "prose.ckpt"))
 
 
 # -- checkpoint integrity -------------------------------------------------------------------

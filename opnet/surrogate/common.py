@@ -88,3 +88,21 @@ def memory_guard(batch_size: int, n: int, device: torch.device, where: str = "pr
             f"{where}: out of memory on {device} with batch_size={batch_size} ({n} inputs); "
             f"pass a smaller batch_size (e.g. batch_size={max(1, batch_size // 4)}){also}"
         ) from err
+
+
+class Movable:
+    """What every surrogate shares: ``device`` and :meth:`to`, which moves the modules that
+    :meth:`_modules` names (the network, and the normalizers where the family has them)."""
+
+    device: torch.device
+
+    def _modules(self) -> tuple[torch.nn.Module, ...]:
+        return (self.model,)
+
+    def to(self, device: str | torch.device):
+        """Move to ``device`` (``"cpu"``, ``"cuda"``, ...; one ValueError line when this
+        machine has no such device). Returns the surrogate."""
+        self.device = resolve_device(device)
+        for m in self._modules():
+            m.to(self.device)
+        return self

@@ -11,16 +11,16 @@ from torch import Tensor
 
 from opnet.data.normalizers import PointNormalizer
 from opnet.surrogate.common import (
+    Movable,
     NonFinite,
     as_tensor,
     check_count,
     check_nonfinite,
     memory_guard,
-    resolve_device,
 )
 
 
-class DeepONetSurrogate:
+class DeepONetSurrogate(Movable):
     """A trained DeepONet (or POD-DeepONet) in physical units (see :meth:`predict`).
 
     A pointwise output normalizer or a POD basis ties the operator to its training query
@@ -47,12 +47,8 @@ class DeepONetSurrogate:
         """The training query points ``[Q, d]``."""
         return self._query.numpy()
 
-    def to(self, device: str | torch.device) -> DeepONetSurrogate:
-        """Move to ``device`` (one ValueError line when this machine has no such device)."""
-        self.device = resolve_device(device)
-        for m in (self.model, self.in_norm, self.out_norm):
-            m.to(self.device)
-        return self
+    def _modules(self) -> tuple[torch.nn.Module, ...]:
+        return (self.model, self.in_norm, self.out_norm)
 
     def _as_inputs(self, u: np.ndarray | Tensor) -> tuple[Tensor, bool]:
         u = as_tensor(u).float()

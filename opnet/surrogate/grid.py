@@ -11,16 +11,16 @@ from torch import Tensor
 
 from opnet.data.normalizers import GaussianNormalizer
 from opnet.surrogate.common import (
+    Movable,
     NonFinite,
     as_tensor,
     check_count,
     check_nonfinite,
     memory_guard,
-    resolve_device,
 )
 
 
-class Surrogate:
+class Surrogate(Movable):
     """A trained grid operator in physical units (see :meth:`predict`, :meth:`rollout`).
 
     Layouts are channels-first: ``[*grid]`` (one sample, one input channel), ``[B, *grid]``
@@ -36,13 +36,8 @@ class Surrogate:
         self.io = self.metadata["io"]
         self.device = torch.device("cpu")
 
-    def to(self, device: str | torch.device) -> Surrogate:
-        """Move to ``device`` (``"cpu"``, ``"cuda"``, ...; one ValueError line when this
-        machine has no such device)."""
-        self.device = resolve_device(device)
-        for m in (self.model, self.in_norm, self.out_norm):
-            m.to(self.device)
-        return self
+    def _modules(self) -> tuple[torch.nn.Module, ...]:
+        return (self.model, self.in_norm, self.out_norm)
 
     @property
     def time_stepping(self) -> bool:

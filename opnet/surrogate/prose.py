@@ -12,12 +12,12 @@ import torch
 from torch import Tensor
 
 from opnet.surrogate.common import (
+    Movable,
     NonFinite,
     as_tensor,
     check_count,
     check_nonfinite,
     memory_guard,
-    resolve_device,
 )
 from opnet.symbolic import SymbolicError, Vocabulary, check, decode, encode, parse_prefix
 from opnet.symbolic import skeleton as to_skeleton
@@ -45,7 +45,7 @@ class ProsePrediction:
     error: str | None | list[str | None]
 
 
-class ProseSurrogate:
+class ProseSurrogate(Movable):
     """A trained PROSE operator: trajectory samples (+ a symbolic guess) -> the solution at
     query times and the governing equations.
 
@@ -89,12 +89,6 @@ class ProseSurrogate:
     def t_out(self) -> np.ndarray:
         """The training query times [N_out]."""
         return self._t_out.copy()
-
-    def to(self, device: str | torch.device) -> ProseSurrogate:
-        """Move to ``device`` (one ValueError line when this machine has no such device)."""
-        self.device = resolve_device(device)
-        self.model.to(self.device)
-        return self
 
     # -- inputs ----------------------------------------------------------------------------
     def _trajectories(self, t_in: Any, u_in: Any, nonfinite: str
