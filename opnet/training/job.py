@@ -169,7 +169,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     t0 = time.perf_counter()
     check_config(cfg)
     configure_threads(cfg.get("threads"), "train", work=train_work(cfg))
-    checkpoint, extend = _resume_checkpoint(cfg)
+    run_config = plain_config(cfg)  # stored in every checkpoint, compared on resume
+    checkpoint, extend = _resume_checkpoint(cfg, run_config)
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
@@ -184,7 +185,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                   "cpu" if accelerator == "cpu" else "cuda")
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
-    callbacks.append(RecordRunConfig(plain_config(cfg)))
+    callbacks.append(RecordRunConfig(run_config))
     paths = cfg.get("paths") or {}  # outputs/<task>/latest -> this run, at its first checkpoint
     callbacks.append(LatestRunLink(out, link_home(out, paths.get("output_root"),
                                                   cfg.get("task_name"))))
@@ -219,7 +220,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def _resume_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any] | None, bool]:
+def _resume_checkpoint(cfg: DictConfig,
+                       run_config: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
     """The checkpoint of ``ckpt_path`` (memory-mapped), checked to be readable, in a format
     this opnet writes, and resumable with this configuration (see opnet.training.resume);
     and whether the resume extends the run with changed settings."""
@@ -235,8 +237,8 @@ def _resume_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any] | None, bool]:
 
     checkpoint = read_checkpoint(path, mmap=True)
     operator_block(path, checkpoint)
-    check_resume(str(path), checkpoint, cfg, extend)
-    extend = extend and bool(changes(checkpoint.get(RUN_CONFIG_KEY) or {}, plain_config(cfg)))
+    check_resume(str(path), checkpoint, cfg, extend, run_config)
+    extend = extend and bool(changes(checkpoint.get(RUN_CONFIG_KEY) or {}, run_config))
     if extend:
         check_remaining(str(path), checkpoint, cfg)
     return checkpoint, extend

@@ -105,14 +105,15 @@ def _listing(found: list[tuple[str, Any, Any]]) -> str:
 
 
 def check_resume(path: str, checkpoint: Mapping[str, Any], cfg: DictConfig,
-                 extend: bool) -> None:
+                 extend: bool, current: Mapping[str, Any] | None = None) -> None:
     """Raise a one-line :class:`ConfigError` if resuming ``checkpoint`` (at ``path``) with
-    ``cfg`` would ignore or misapply a changed setting (see the module docstring)."""
+    ``cfg`` would ignore or misapply a changed setting (see the module docstring);
+    ``current``: ``plain_config(cfg)`` when the caller has it already."""
     saved = checkpoint.get(RUN_CONFIG_KEY)
     if not isinstance(saved, Mapping):
         _check_operator_block(path, checkpoint, cfg)
         return
-    found = changes(saved, plain_config(cfg))
+    found = changes(saved, plain_config(cfg) if current is None else current)
     fixed = [c for c in found if kind_of(c[0]) == "identity"]
     if fixed:
         raise ConfigError(
