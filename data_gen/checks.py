@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import typing
 from collections.abc import Mapping
 
 import numpy as np
 
 from data_gen.pdes import get_pde, make_config
+from opnet.memory import available_memory, physical_memory
 
 # memory of a solve per stored grid value of one sample (float64 fields + solver work arrays):
 # a lower bound used to refuse absurd resolutions before anything is allocated
@@ -59,10 +59,8 @@ def check_memory(pde: str, cfg, chunk: int) -> None:
     need = chunk * math.prod(grid) * BYTES_PER_GRID_POINT
     if need <= UNCHECKED_BYTES:
         return
-    have = _physical_memory()
-    if need <= have:  # may fit: ask what is available now (imports torch: only here)
-        from opnet.data.datamodule import available_memory
-
+    have = physical_memory()
+    if need <= have:  # may fit: ask what is available now
         have = available_memory() or have
     if need > have:
         raise ValueError(
@@ -74,10 +72,3 @@ def check_memory(pde: str, cfg, chunk: int) -> None:
 def _gib(n: int) -> str:
     return f"{n / (1 << 30):,.1f} GiB"
 
-
-def _physical_memory() -> int:
-    """Bytes of RAM of the machine (1 TiB where the system does not say)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return 1 << 40

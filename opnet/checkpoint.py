@@ -36,9 +36,15 @@ import torch
 
 from opnet import __version__
 
-OPERATOR_FORMAT = 1
+OPERATOR_FORMAT = 2
 """Version of the checkpoint's ``operator`` block (``format_version``); raise it when a
-change makes older opnet versions misread the block."""
+change makes older opnet versions misread the block. 2: the grid and DeepONet weights are
+those of the normalised operator (``operator.model.*``, ``operator.in_norm.*``, ...; format 1
+had them at the top: ``model.*``, ``in_norm.*``), and the block names its ``family``."""
+READABLE_FORMATS = (1, 2)
+"""The formats this opnet reads (1 through :func:`upgrade_state`)."""
+_FORMAT1_OPERATOR = ("model.", "in_norm.", "out_norm.", "sensors", "query")
+"""Format 1's top-level state keys that format 2 keeps under ``operator.``."""
 OPERATOR_KEY = "operator"
 """Top-level checkpoint key of the block :func:`opnet.load_operator` needs."""
 DIGEST_KEY = "state_digest"
@@ -139,7 +145,7 @@ def operator_block(path: str | os.PathLike, ckpt: Any) -> dict[str, Any]:
             f"{path}: operator format_version {version} is newer than this opnet "
             f"({__version__}) reads (format_version {OPERATOR_FORMAT}); it was written by opnet "
             f"{writer}: upgrade opnet to load or resume it")
-    if version != OPERATOR_FORMAT:
+    if version not in READABLE_FORMATS:
         raise CheckpointError(
             f"{path}: operator format_version {version!r}, expected {OPERATOR_FORMAT} (written "
             f"by opnet {writer}, this is {__version__}); load it with the opnet that wrote it, "
@@ -148,6 +154,19 @@ def operator_block(path: str | os.PathLike, ckpt: Any) -> dict[str, Any]:
         raise CheckpointError(f"{path}: its operator block has no 'model' dict (_target_ + "
                               "kwargs); the checkpoint is damaged or not opnet's")
     return block
+
+
+def upgrade_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """Move a format-1 grid or DeepONet checkpoint's weights to format 2's keys (in place,
+    after :func:`verify_digest`, which hashes the keys as written): ``model.*`` ->
+    ``operator.model.*`` and so on. PROSE kept ``model.*``. Returns ``ckpt``."""
+    block = ckpt.get(OPERATOR_KEY) or {}
+    state = ckpt.get("state_dict")
+    if block.get("format_version") != 1 or block.get("module") == "ProseModule" or not state:
+        return ckpt
+    ckpt["state_dict"] = type(state)(
+        (f"operator.{k}" if k.startswith(_FORMAT1_OPERATOR) else k, v) for k, v in state.items())
+    return ckpt
 
 
 def write_operator(checkpoint: dict[str, Any], block: Mapping[str, Any]) -> None:

@@ -44,6 +44,7 @@ import yaml
 
 from opnet.config import CONF
 from opnet.data import h5
+from opnet.families import family_of, load_object
 from opnet.files import write_text_atomic
 from opnet.surrogate import DeepONetSurrogate, ProseSurrogate, Surrogate, load_operator
 
@@ -78,10 +79,10 @@ def _batch(batch_size: int | None) -> dict[str, int]:
 
 
 def evaluate_points(op: DeepONetSurrogate, data_dir: str | os.PathLike, split: str = "test",
-                    limit: int | None = None, keep: int = 0,
+                    stride: int = 1, limit: int | None = None, keep: int = 0,
                     batch_size: int | None = None) -> Evaluation:
     """A DeepONet on ``data_dir/split`` at that dataset's query points; its sensors must be
-    the checkpoint's (after the training sensor stride)."""
+    the checkpoint's (after the training sensor stride; ``stride`` applies to grids only)."""
     from opnet.data.points import read_point_split
     from opnet.metrics import per_sample_rel_l2, point_metrics
 
@@ -137,17 +138,18 @@ def evaluate_grid(op: Surrogate, data_dir: str | os.PathLike, split: str = "test
 
 
 def evaluate_prose(op: ProseSurrogate, data_dir: str | os.PathLike, split: str = "test",
-                   limit: int | None = None, batch_size: int = 256,
-                   keep: int = 0) -> Evaluation:
+                   stride: int = 1, limit: int | None = None, keep: int = 0,
+                   batch_size: int | None = None) -> Evaluation:
     """PROSE §5 metrics of ``op`` on ``data_dir/split`` (an ode_systems dataset): the same
     noise and symbol inputs as the training run's test (the checkpoint's noise level,
     corruption probabilities and seeds): relative L2 on [2, 4], [4, 6], [2, 6] against the
-    noisy targets, and (with a symbol decoder) valid % and the expression error."""
+    noisy targets, and (with a symbol decoder) valid % and the expression error
+    (``stride`` applies to grids only; ``batch_size`` None: 256)."""
     from opnet.data.prose import ProseDataModule
     from opnet.symbolic import parse_prefix
     from opnet.training.prose_metrics import decode_ids, expression_errors, relative_errors
 
-    io = op.io
+    io, batch_size = op.io, 256 if batch_size is None else int(batch_size)
     if split not in ("val", "test"):
         raise ValueError(f"split={split!r}: PROSE evaluation reads 'val' or 'test'")
     dm = ProseDataModule(str(data_dir), symbols=op.mode, max_dim=op.max_dim,
@@ -207,7 +209,8 @@ def evaluate_prose(op: ProseSurrogate, data_dir: str | os.PathLike, split: str =
 
 
 def _operator(operator: Operator | str | os.PathLike) -> Operator:
-    return operator if isinstance(operator, Operator) else load_operator(operator)
+    """A surrogate (any family's) as it is; a checkpoint path or run folder loaded."""
+    return load_operator(operator) if isinstance(operator, str | os.PathLike) else operator
 
 
 def evaluation(operator: Operator | str | os.PathLike, data_dir: str | os.PathLike,
@@ -220,11 +223,9 @@ def evaluation(operator: Operator | str | os.PathLike, data_dir: str | os.PathLi
     check_integer("limit", limit, null="all samples")
     check_integer("batch_size", batch_size, null="the surrogate's default")
     op = _operator(operator)
-    if isinstance(op, DeepONetSurrogate):
-        return evaluate_points(op, data_dir, split, limit, keep, batch_size)
-    if isinstance(op, ProseSurrogate):
-        return evaluate_prose(op, data_dir, split, limit, keep=keep, **_batch(batch_size))
-    return evaluate_grid(op, data_dir, split, stride, limit, keep, batch_size)
+    family = family_of(op.metadata)  # the evaluator of the checkpoint's family
+    evaluator = load_object(family.evaluator, f"the {family.kind} family's evaluator")
+    return evaluator(op, data_dir, split, stride, limit, keep, batch_size)
 
 
 def evaluate(operator: Operator | str | os.PathLike, data_dir: str | os.PathLike,
@@ -413,20 +414,23 @@ def run(cfg: Mapping[str, Any]) -> list[Evaluation]:
     out.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(ckpt), "evaluations": [r.row for r in results]}
     write_text_atomic(out / "metrics.json", json.dumps(report, indent=2))
-    figures = _figures(results, out / "plots") if cfg.get("plots") else []
+    draw = load_object(family_of(op.metadata).figure, "the family's figure")
+    figures = _figures(results, out / "plots", draw) if cfg.get("plots") else []
     _print_table(results, out, figures)
     return results
 
 
-def _figures(results: list[Evaluation], folder: Path) -> list[Path]:
+def _figures(results: list[Evaluation], folder: Path, draw: Any) -> list[Path]:
+    """Sample figures (``draw``: the family's figure function), error histograms and, for
+    several resolutions, the error against the resolution."""
     from opnet import plot
 
     made = []
     for i, r in enumerate(results):
         tag = Path(r.row["data"]).parent.name + (f"_{i}" if len(results) > 1 else "")
         if r.truth is not None and len(r.truth):
-            fig = plot.sample_figure(r.inputs, r.truth, r.pred, kind=r.kind, coords=r.coords,
-                                     equations=r.equations, titles=None)
+            fig = draw(r.inputs, r.truth, r.pred, kind=r.kind, coords=r.coords,
+                       equations=r.equations, titles=None)
             made.append(plot.save_figure(fig, folder / f"samples_{tag}.png"))
         if len(r.errors):
             made.append(plot.save_figure(plot.error_histogram(r.errors),

@@ -230,13 +230,14 @@ def test_pod_basis_is_fitted_on_train_and_stored(antiderivative_small, tmp_path)
                "test=false", "logger=none", "~callbacks.lr_monitor"))
     ckpt_path = tmp_path / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt_path, weights_only=True)["state_dict"]
-    basis = state["model.pod_basis"].double()
-    assert basis.shape == (100, 10) and bool(state["model.pod_fitted"])
+    basis = state["operator.model.pod_basis"].double()
+    assert basis.shape == (100, 10) and bool(state["operator.model.pod_fitted"])
     torch.testing.assert_close(basis.T @ basis / 100, torch.eye(10, dtype=torch.float64),
                                atol=1e-5, rtol=0)
     with h5.open_split(antiderivative_small / "train.h5") as f:
         s_train = f["outputs/s"][()]
-    np.testing.assert_allclose(state["model.pod_mean"].numpy(), s_train.mean(0), atol=1e-6)
+    np.testing.assert_allclose(state["operator.model.pod_mean"].numpy(), s_train.mean(0),
+                               atol=1e-6)
     module = DeepONetModule.load_from_checkpoint(ckpt_path, map_location="cpu").eval()
     op = load_operator(ckpt_path)
     u, _, y = _test_set(antiderivative_small)

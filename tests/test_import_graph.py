@@ -33,8 +33,6 @@ PACKAGES = ("opnet", "data_gen")
 LAZY_BY_DESIGN = {
     ("opnet", "opnet.surrogate"):
         "`import opnet` stays light (no torch) until opnet.load_operator is called",
-    ("data_gen.checks", "opnet.data.datamodule"):
-        "the data_gen CLI imports torch only when a chunk may not fit in memory",
 }
 """Function-level imports whose target imports the importer back at module level, each kept
 on purpose (the reason says why); any other such import only dodges a circle."""

@@ -145,7 +145,7 @@ def test_training_killed_mid_epoch_resumes_exactly(darcy16, tmp_path):
     train(compose_train(*common, f"paths.output_dir={tmp_path / 'full'}"))
     full, resumed = _ckpt(tmp_path / "full" / "checkpoints" / "last.ckpt"), _ckpt(last)
     assert (resumed["global_step"], resumed["epoch"]) == (full["global_step"], 2) == (24, 2)
-    assert any(k.startswith("in_norm.") for k in resumed["state_dict"])
+    assert any(k.startswith("operator.in_norm.") for k in resumed["state_dict"])
     for key in ("state_dict", "optimizer_states", "lr_schedulers"):
         _assert_same_tensors(resumed[key], full[key], key)
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (run, tmp_path / "full"))

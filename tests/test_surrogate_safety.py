@@ -97,7 +97,7 @@ def test_flipped_bit_in_a_tensor_is_named_as_damage_not_predicted(grid_ckpt, tmp
     """One byte of a weight's storage changed in the file (bit rot): load_operator and
     load_from_checkpoint refuse it naming the file, where torch alone loads the wrong
     weight without a word."""
-    name = "model.mg.0.init.weight"  # 36 random floats, contiguous: their bytes occur once
+    name = "operator.model.mg.0.init.weight"  # 36 random floats, contiguous: their bytes occur once
     weight = read_checkpoint(grid_ckpt)["state_dict"][name]
     assert weight.is_contiguous() and weight.untyped_storage().nbytes() == 4 * 36
     raw = bytearray(grid_ckpt.read_bytes())

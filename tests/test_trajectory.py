@@ -62,7 +62,7 @@ def test_rollout_metric_is_the_stacked_relative_error(traj_dir):
     logged = {}
     module.log_dict = lambda metrics, **kw: logged.update({k: float(v) for k, v in metrics.items()})
     batch = {"x": dm.splits["val"].x, "y": dm.splits["val"].y}
-    module._evaluate(batch, "val")
+    module.evaluate_batch(batch, "val")
     k = np.arange(1, steps + 1)
     want = math.sqrt(np.sum((1 - DECAY**k) ** 2)) / math.sqrt(np.sum(DECAY ** (2 * k)))
     assert logged["val/rel_l2"] == pytest.approx(want, rel=1e-5)

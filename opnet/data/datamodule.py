@@ -14,15 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from opnet.data import h5
+from opnet.data.base import OperatorDataModule, ensure_dataset
 from opnet.data.h5 import DatasetError
+from opnet.data.loaders import EpochShuffle, ResumableLoader
 from opnet.data.normalizers import RunningMoments, gaussian_stats
+from opnet.memory import available_memory
+
+__all__ = ["AUTO_MEMORY_FRACTION", "AUTO_MEMORY_UNKNOWN", "STATS_CHUNK", "STATS_CHUNK_BYTES",
+           "EpochShuffle", "GridDataModule", "GridDataset", "LazyGridDataset", "LazySplit",
+           "ResumableLoader", "available_memory", "check_finite", "chunk_size",
+           "ensure_dataset"]  # EpochShuffle, ResumableLoader, available_memory, ensure_dataset:
+# re-exported from their homes (opnet.data.loaders, opnet.memory, opnet.data.base)
 
 # in_memory=None: a split is loaded whole when its inputs + outputs (float32, after stride)
 # take at most this fraction of the memory available to the process (available_memory()).
@@ -30,39 +38,6 @@ AUTO_MEMORY_FRACTION = 0.25
 AUTO_MEMORY_UNKNOWN = 8 << 30  # bytes assumed available where the system does not say
 STATS_CHUNK = 64  # samples per read when streaming normalizer statistics over a lazy split
 STATS_CHUNK_BYTES = 32 << 20  # ... and at most this many bytes of float32 per read
-
-
-def ensure_dataset(data_dir: Path, generate: Mapping | None, missing_hint: str | None) -> None:
-    """Generate the dataset folder from ``generate`` (the arguments of
-    :func:`data_gen.generate`; a no-op when the files already match them), or raise a
-    :class:`DatasetError` naming the missing files and how to make them."""
-    if generate:
-        from data_gen import GenerationError  # data_gen depends on opnet.data
-        from data_gen import generate as run_generator
-
-        try:
-            summary = run_generator(out=data_dir, **generate)
-        except GenerationError as err:
-            what = str(err).split("; pass overwrite=true")[0]
-            if what == str(err):  # not a conflict with existing files (a full disk, ...)
-                raise DatasetError(f"{err} (while making data.generate)") from err
-            raise DatasetError(
-                f"{what} (from data.generate). To train on the files as they are, "
-                f"set data.generate=null; or point data.data_dir to another folder; or set "
-                f"data.generate.overwrite=true, which DELETES the files in {data_dir} and "
-                "generates them anew") from err
-        if len(summary.skipped_splits) < len(h5.SPLITS):
-            print(summary.table())
-        return
-    missing = [s for s in h5.SPLITS if not h5.split_path(data_dir, s).is_file()]
-    if missing:
-        raise DatasetError(
-            f"{data_dir}: dataset folder lacks {', '.join(s + '.h5' for s in missing)} "
-            "and the data config has no 'generate' block to make it; create it with "
-            f"`python -m data_gen pde=<name> out={data_dir}`, import existing files "
-            f"with `python -m data_gen.importers <format> <file> --out {data_dir}`, "
-            "or set data.data_dir"
-            + (f". {missing_hint}" if missing_hint else ""))
 
 
 class GridDataset(Dataset):
@@ -228,103 +203,15 @@ def chunk_size(sample_shape: Sequence[int], size: int | None = None) -> int:
     return max(1, min(size, STATS_CHUNK_BYTES // (4 * int(np.prod(sample_shape)) or 1)))
 
 
-def available_memory() -> int | None:
-    """Bytes this process can still allocate: the least of the system's ``MemAvailable``,
-    the headroom under a cgroup (v2) memory limit and under an address-space limit
-    (``RLIMIT_AS``); None where none of them is known (not Linux)."""
-    found: list[int] = []
+class GridDataModule(OperatorDataModule):
+    """Train/val/test splits of a dataset folder (``train.h5``, ``val.h5``, ``test.h5``)
+    served as grid batches.
 
-    def read(path: str) -> str | None:
-        try:
-            return Path(path).read_text()
-        except OSError:
-            return None
-
-    meminfo = read("/proc/meminfo") or ""
-    for line in meminfo.splitlines():
-        if line.startswith("MemAvailable:"):
-            found.append(int(line.split()[1]) * 1024)
-    limit, used = read("/sys/fs/cgroup/memory.max"), read("/sys/fs/cgroup/memory.current")
-    if limit and used and limit.strip().isdigit() and used.strip().isdigit():
-        found.append(int(limit) - int(used))
-    try:
-        import resource
-
-        cap, unlimited = resource.getrlimit(resource.RLIMIT_AS)[0], resource.RLIM_INFINITY
-    except (ImportError, OSError, ValueError):
-        cap = unlimited = -1
-    if cap != unlimited and cap > 0:
-        status = read("/proc/self/status") or ""
-        size = [int(line.split()[1]) * 1024 for line in status.splitlines()
-                if line.startswith("VmSize:")]
-        found.append(cap - (size[0] if size else 0))
-    return max(0, min(found)) if found else None
-
-
-class EpochShuffle(RandomSampler):
-    """Shuffles a dataset with a permutation fixed by ``(seed, epoch)``, not by the global RNG,
-    so a run resumed from a checkpoint sees the batches the uninterrupted run saw (Lightning
-    calls :meth:`set_epoch` before every epoch, as for a DistributedSampler)."""
-
-    def __init__(self, data_source: Any, seed: int = 0) -> None:
-        super().__init__(data_source)
-        self.seed, self.epoch = int(seed), 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use the permutation of ``epoch`` (a function of the seed and the epoch only)."""
-        self.epoch = int(epoch)
-
-    def __iter__(self) -> Iterator[int]:  # a generator: the epoch is read at the first fetch
-        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)[0]
-        generator = torch.Generator().manual_seed(int(state))
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
-
-
-class ResumableLoader(DataLoader):
-    """A DataLoader whose position in the epoch goes into Lightning checkpoints
-    (``state_dict``/``load_state_dict``): resumed from a mid-epoch ``last.ckpt``, it skips the
-    batches of that epoch that were trained on already, as the uninterrupted run would. Exact
-    when the sampler's order depends on the epoch only (:class:`EpochShuffle`, a seeded
-    DistributedSampler, no shuffle)."""
-
-    _served = 0
-    _resume: tuple[int, int] | None = None  # (epoch, batches to skip) after a restore
-
-    def _epoch(self) -> int:
-        return int(getattr(self.sampler, "epoch", 0))
-
-    def __iter__(self) -> Iterator[Any]:  # a generator: runs after Lightning's set_epoch
-        resume, self._resume = self._resume, None
-        skip = resume[1] if resume is not None and resume[0] == self._epoch() else 0
-        self._served = 0
-        for batch in super().__iter__():
-            self._served += 1
-            if self._served > skip:
-                yield batch
-
-    def state_dict(self) -> dict[str, int]:
-        """``{"epoch": e, "batches": k}``: the position within the epoch (batches served)."""
-        return {"epoch": self._epoch(), "batches": int(self._served)}
-
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
-        """Continue from a saved position: the next epoch served skips its first ``batches``."""
-        epoch, batches = int(state.get("epoch", 0)), int(state.get("batches", 0))
-        if 0 < batches < len(self):  # saved mid-epoch (at an epoch's end: nothing to skip)
-            self._resume = (epoch, batches)
-            if hasattr(self.sampler, "set_epoch"):
-                self.sampler.set_epoch(epoch)
-
-
-class GridDataModule(L.LightningDataModule):
-    """Train/val/test splits of a dataset folder (``train.h5``, ``val.h5``, ``test.h5``).
-
-    ``stride`` subsamples every grid axis (``::stride``). ``n_train``/``n_val``/``n_test``
-    use the first samples of a split. ``missing_hint`` is added to the error raised when
-    the files are missing and cannot be generated. When the folder lacks its files and ``generate``
-    (``{"pde": {...}, "n_train": .., "seed": .., ...}``, the arguments of
-    :func:`data_gen.generate`) is given, the data is generated in :meth:`prepare_data`.
-    ``batch_size`` is per process (under DDP the global batch is ``batch_size`` x ranks);
-    ``shuffle``: the training order (the sampler's ``seed`` under DDP).
+    data_dir, n_train/n_val/n_test, generate, name, missing_hint, seed, num_workers: as
+    :class:`~opnet.data.base.OperatorDataModule`. ``stride`` subsamples every grid axis
+    (``::stride``). ``batch_size`` is per process (under DDP the global batch is
+    ``batch_size`` x ranks); ``shuffle``: the training order (the sampler's ``seed`` under
+    DDP).
     ``in_memory``: True loads each split whole (tensors in RAM: fastest); False reads one
     sample per item from the file (:class:`LazyGridDataset`: datasets larger than memory;
     normalizer statistics are streamed over the train split in chunks); None decides per
@@ -343,32 +230,20 @@ class GridDataModule(L.LightningDataModule):
                  generate: Mapping | None = None, name: str | None = None,
                  missing_hint: str | None = None, shuffle: bool = True, seed: int = 0,
                  in_memory: bool | None = None) -> None:
-        super().__init__()
         if stride < 1:
             raise ValueError(f"data.stride={stride}: expected a positive integer")
-        self.data_dir = Path(data_dir)
-        self.name = name or self.data_dir.name
+        super().__init__(data_dir, n_train=n_train, n_val=n_val, n_test=n_test,
+                         generate=generate, name=name, missing_hint=missing_hint, seed=seed,
+                         num_workers=num_workers)
         self.input_fields, self.output_fields = list(input_fields), list(output_fields)
-        self.stride, self.batch_size, self.num_workers = stride, batch_size, num_workers
+        self.stride, self.batch_size = stride, batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.in_normalizer, self.out_normalizer = in_normalizer, out_normalizer
-        self.limits = {"train": n_train, "val": n_val, "test": n_test}
-        self.generate = dict(generate) if generate else None
-        self.missing_hint = missing_hint
-        self.shuffle, self.seed = bool(shuffle), int(seed)
+        self.shuffle = bool(shuffle)
         self.in_memory = None if in_memory is None else bool(in_memory)
         self.splits: dict[str, GridDataset | LazyGridDataset] = {}
 
     # -- files -------------------------------------------------------------------------
-    def missing_splits(self) -> list[str]:
-        """Names of the splits whose ``<split>.h5`` is not in the data folder."""
-        return [s for s in h5.SPLITS if not h5.split_path(self.data_dir, s).is_file()]
-
-    def prepare_data(self) -> None:
-        """Make sure the files exist: generate them from the linked generator config (a
-        no-op when they already match it; an error naming the file when they do not)."""
-        ensure_dataset(self.data_dir, self.generate, self.missing_hint)
-
     def keep_in_memory(self, nbytes: int) -> bool:
         """Whether a split of ``nbytes`` (in memory) is loaded whole: ``in_memory``, or when
         None, whether it takes at most ``AUTO_MEMORY_FRACTION`` of the available memory."""
@@ -389,52 +264,37 @@ class GridDataModule(L.LightningDataModule):
         return GridDataset.from_file(path, self.input_fields, self.output_fields, self.stride,
                                      self.limits[split])
 
-    def setup(self, stage: str | None = None) -> None:
-        """Open the splits needed for ``stage`` (train always: it defines the normalizers and
-        shapes), loaded into memory or lazily (``in_memory``)."""
-        if self.missing_splits():
-            self.prepare_data()  # normally done by the Trainer (rank 0) before setup
-        need = {"fit": ["train", "val"], "validate": ["train", "val"],
-                "test": ["train", "test"], "predict": ["train", "test"]}.get(stage or "", h5.SPLITS)
-        for split in need:
-            if split not in self.splits:
-                self.splits[split] = self._dataset(split)
-        train = self.splits["train"]
-        for split, ds in self.splits.items():
-            for a, b, what in zip(ds.sample_shapes, train.sample_shapes, ("inputs", "outputs"),
-                                  strict=True):
-                if a != b:
-                    raise DatasetError(
-                        f"{h5.split_path(self.data_dir, split)}: {what} have per-sample shape "
-                        f"{a}, train.h5 has {b}")
+    def load_split(self, split: str) -> GridDataset | LazyGridDataset:
+        """The split loaded into memory or lazily (``in_memory``); its per-sample shapes
+        must be the train split's."""
+        ds = self._dataset(split)
+        train = ds if split == "train" else self.splits["train"]
+        for a, b, what in zip(ds.sample_shapes, train.sample_shapes, ("inputs", "outputs"),
+                              strict=True):
+            if a != b:
+                raise DatasetError(
+                    f"{h5.split_path(self.data_dir, split)}: {what} have per-sample shape "
+                    f"{a}, train.h5 has {b}")
+        return ds
 
     # -- what the LightningModule needs ------------------------------------------------
     def io_spec(self) -> dict:
         """Plain description of the data (saved in checkpoints for the surrogate)."""
-        if "train" not in self.splits:
-            self.setup("fit")
-        train = self.splits["train"]
-        x_shape, y_shape = train.sample_shapes
+        x_shape, y_shape = self.require("train").sample_shapes
         path = h5.split_path(self.data_dir, "train")
-        attrs = h5.read_attrs(path)
         coords = {k: v.tolist() for k, v in h5.read_coords(path, self.stride).items()}
         return {
             "input_fields": self.input_fields, "output_fields": self.output_fields,
             "in_channels": int(x_shape[0]), "out_channels": int(y_shape[0]),
             "grid": [int(n) for n in x_shape[1:]], "coords": coords,
             "in_normalizer": self.in_normalizer, "out_normalizer": self.out_normalizer,
-            "dataset": {"name": self.name, "path": str(self.data_dir), "stride": self.stride,
-                        "n_train": len(train), "pde": attrs.get("pde"),
-                        "generator_config": attrs.get("generator_config"),
-                        "seed": attrs.get("seed")},
+            "dataset": self.provenance(stride=self.stride),
         }
 
     def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Training inputs/outputs (for fitting normalizers). A lazy split is read whole
         here: prefer :meth:`normalizer_stats`, which streams it."""
-        if "train" not in self.splits:
-            self.setup("fit")
-        train = self.splits["train"]
+        train = self.require("train")
         if isinstance(train, GridDataset):
             return train.x.numpy(), train.y.numpy()
         x, y = (np.concatenate(list(train.chunks(group))) for group in ("inputs", "outputs"))
@@ -448,9 +308,7 @@ class GridDataModule(L.LightningDataModule):
         the tensors of an in-memory split (the same arithmetic), streamed over a lazy split
         ``STATS_CHUNK`` samples at a time (:class:`RunningMoments`; equal to ~1e-15)."""
         kinds = (in_kind or self.in_normalizer, out_kind or self.out_normalizer)
-        if "train" not in self.splits:
-            self.setup("fit")
-        train = self.splits["train"]
+        train = self.require("train")
         stats: list[tuple[Tensor, Tensor] | None] = []
         for kind, group in zip(kinds, ("inputs", "outputs"), strict=True):
             if kind == "none":
@@ -471,15 +329,12 @@ class GridDataModule(L.LightningDataModule):
         metrics are equal and their mean is exact (the ddp configs set
         ``use_distributed_sampler: false``; Lightning's own sampler would pad uneven
         splits with repeated samples)."""
-        if split not in self.splits:
-            self.setup("test" if split == "test" else "fit")
-        dataset = self.splits[split]
-        trainer = getattr(self, "trainer", None)
+        dataset = self.require(split)
+        rank, world = self.rank_and_world()
         sampler = None
-        if split == "train" and trainer is not None and trainer.world_size > 1:
-            sampler = DistributedSampler(dataset, num_replicas=trainer.world_size,
-                                         rank=trainer.global_rank, shuffle=shuffle,
-                                         seed=self.seed)
+        if split == "train" and world > 1:
+            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank,
+                                         shuffle=shuffle, seed=self.seed)
         elif split == "train" and shuffle:  # one process: resumable, (seed, epoch)-fixed order
             sampler = EpochShuffle(dataset, self.seed)
         loader = ResumableLoader if split == "train" else DataLoader

@@ -39,13 +39,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
 
 from opnet.data import h5
-from opnet.data.datamodule import ensure_dataset
+from opnet.data.base import OperatorDataModule, check_positive_or_null
 from opnet.data.h5 import DatasetError
 
 LAYOUTS = ("aligned", "unaligned")
@@ -309,11 +308,11 @@ class EvalBatches:
 
 
 # ------------------------------------------------------------------------------- datamodule
-class PointDataModule(L.LightningDataModule):
+class PointDataModule(OperatorDataModule):
     """Train/val/test splits of a dataset folder served as DeepONet batches.
 
     data_dir, n_train/n_val/n_test, generate, name, missing_hint: as
-    :class:`~opnet.data.datamodule.GridDataModule`.
+    :class:`~opnet.data.base.OperatorDataModule`.
     input_field: the ``inputs`` field (one); output_fields: ``outputs`` fields → C_out.
     branch: ``"vector"`` (sensor values [B, m]; grid inputs are flattened) or ``"image"``
     (grid inputs [B, C, *grid] for a CNN branch).
@@ -331,6 +330,9 @@ class PointDataModule(L.LightningDataModule):
     seed: of the batch sampler (per rank).
     """
 
+    workers_refused = ("point batches are built on the training device by indexing; worker "
+                       "processes cannot help")
+
     def __init__(self, data_dir: str, input_field: str = "u",
                  output_fields: Sequence[str] = ("s",), branch: str = "vector",
                  layout: str = "aligned", batch_size: int | None = None,
@@ -340,64 +342,40 @@ class PointDataModule(L.LightningDataModule):
                  n_val: int | None = None, n_test: int | None = None,
                  generate: Mapping | None = None, name: str | None = None,
                  missing_hint: str | None = None, seed: int = 0, num_workers: int = 0) -> None:
-        super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"data.layout='{layout}': expected one of {LAYOUTS}")
         if branch not in BRANCHES:
             raise ValueError(f"data.branch='{branch}': expected one of {BRANCHES}")
-        for key, value in (("sensor_stride", sensor_stride), ("query_stride", query_stride),
-                           ("batch_size", batch_size), ("points_per_batch", points_per_batch),
-                           ("steps_per_epoch", steps_per_epoch),
-                           ("batches_per_step", batches_per_step),
-                           ("eval_batch_size", eval_batch_size)):
-            if value is not None and int(value) < 1:
-                raise ValueError(f"data.{key}={value}: expected a positive integer or null")
-        if num_workers:
-            raise ValueError(f"data.num_workers={num_workers}: point batches are built on the "
-                             "training device by indexing; worker processes cannot help (use 0)")
-        self.data_dir = Path(data_dir)
-        self.name = name or self.data_dir.name
+        check_positive_or_null(sensor_stride=sensor_stride, query_stride=query_stride,
+                               batch_size=batch_size, points_per_batch=points_per_batch,
+                               steps_per_epoch=steps_per_epoch,
+                               batches_per_step=batches_per_step,
+                               eval_batch_size=eval_batch_size)
+        super().__init__(data_dir, n_train=n_train, n_val=n_val, n_test=n_test,
+                         generate=generate, name=name, missing_hint=missing_hint, seed=seed,
+                         num_workers=num_workers)
         self.input_field, self.output_fields = input_field, list(output_fields)
         self.branch, self.layout = branch, layout
         self.batch_size, self.points_per_batch = batch_size, points_per_batch
         self.steps_per_epoch, self.eval_batch_size = steps_per_epoch, eval_batch_size
         self.batches_per_step = None if batches_per_step is None else int(batches_per_step)
         self.sensor_stride, self.query_stride = int(sensor_stride), int(query_stride)
-        self.limits = {"train": n_train, "val": n_val, "test": n_test}
-        self.generate = dict(generate) if generate else None
-        self.missing_hint, self.seed = missing_hint, int(seed)
         self.splits: dict[str, PointSplit] = {}
         self.geometry: dict[str, Any] = {}
         self._device_splits: dict[tuple[str, str], PointSplit] = {}
 
-    # -- files (the same contract as GridDataModule) -----------------------------------
-    def missing_splits(self) -> list[str]:
-        """Names of the splits whose ``<split>.h5`` is not in the data folder."""
-        return [s for s in h5.SPLITS if not h5.split_path(self.data_dir, s).is_file()]
-
-    def prepare_data(self) -> None:
-        """Generate the files from ``generate`` when given, else name what is missing."""
-        ensure_dataset(self.data_dir, self.generate, self.missing_hint)
-
-    def setup(self, stage: str | None = None) -> None:
-        """Load the splits needed for ``stage`` (train always: it defines shapes and the
-        normalizers); every split must share the train split's sensors and query points."""
-        if self.missing_splits():
-            self.prepare_data()
-        need = {"fit": ["train", "val"], "validate": ["train", "val"],
-                "test": ["train", "test"], "predict": ["train", "test"]}.get(stage or "", h5.SPLITS)
-        for split in ["train", *[s for s in need if s != "train"]]:
-            if split in self.splits:
-                continue
-            path = h5.split_path(self.data_dir, split)
-            data, geo = read_point_split(path, self.input_field, self.output_fields,
-                                         self.branch, self.sensor_stride, self.query_stride,
-                                         self.limits[split])
-            if split == "train":
-                self.geometry = geo
-            else:
-                self._check_like_train(path, data, geo)
-            self.splits[split] = data
+    # -- files -------------------------------------------------------------------------
+    def load_split(self, split: str) -> PointSplit:
+        """One split as point data; every split must share the train split's sensors and
+        query points (the train split's geometry is kept in ``geometry``)."""
+        path = h5.split_path(self.data_dir, split)
+        data, geo = read_point_split(path, self.input_field, self.output_fields, self.branch,
+                                     self.sensor_stride, self.query_stride, self.limits[split])
+        if split == "train":
+            self.geometry = geo
+        else:
+            self._check_like_train(path, data, geo)
+        return data
 
     def _check_like_train(self, path: Path, data: PointSplit, geo: Mapping[str, Any]) -> None:
         train, ref = self.splits["train"], self.geometry
@@ -415,11 +393,7 @@ class PointDataModule(L.LightningDataModule):
     def io_spec(self) -> dict[str, Any]:
         """Plain description of the data (shapes, fields, provenance; the coordinates are
         in :meth:`coordinates`, stored by the module as buffers)."""
-        if "train" not in self.splits:
-            self.setup("fit")
-        train, geo = self.splits["train"], self.geometry
-        path = h5.split_path(self.data_dir, "train")
-        attrs = h5.read_attrs(path)
+        train, geo = self.require("train"), self.geometry
         return {
             "kind": "points", "input_field": self.input_field,
             "input_fields": [self.input_field], "output_fields": self.output_fields,
@@ -430,24 +404,19 @@ class PointDataModule(L.LightningDataModule):
             "out_channels": int(train.s.shape[2]),
             "input_grid": geo["input_grid"], "output_grid": geo["output_grid"],
             "layout": self.layout,
-            "dataset": {"name": self.name, "path": str(self.data_dir),
-                        "sensor_stride": self.sensor_stride, "query_stride": self.query_stride,
-                        "n_train": len(train), "pde": attrs.get("pde"),
-                        "generator_config": attrs.get("generator_config"),
-                        "seed": attrs.get("seed")},
+            "dataset": self.provenance(sensor_stride=self.sensor_stride,
+                                       query_stride=self.query_stride),
         }
 
     def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
         """``(sensors [m, d_s], query [Q, d])`` of the training data (float64)."""
-        if "train" not in self.splits:
-            self.setup("fit")
+        self.require("train")
         return self.geometry["sensors"], self.geometry["query"]
 
     def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Training inputs [N, ...] and labels [N, Q, C_out] (for fitting normalizers/POD)."""
-        if "train" not in self.splits:
-            self.setup("fit")
-        return self.splits["train"].u.numpy(), self.splits["train"].s.numpy()
+        train = self.require("train")
+        return train.u.numpy(), train.s.numpy()
 
     # -- loaders -----------------------------------------------------------------------
     def _device(self) -> torch.device:
@@ -455,8 +424,7 @@ class PointDataModule(L.LightningDataModule):
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def _on_device(self, split: str) -> tuple[PointSplit, Tensor]:
-        if split not in self.splits:
-            self.setup("test" if split == "test" else "fit")
+        self.require(split)
         device = self._device()
         key = (split, str(device))
         if key not in self._device_splits:
@@ -467,8 +435,7 @@ class PointDataModule(L.LightningDataModule):
     def train_dataloader(self) -> PointBatches:
         """The train batches (``batches_per_step`` DeepONet iterations per Lightning step)."""
         data, query = self._on_device("train")
-        trainer = getattr(self, "trainer", None)
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        rank, world = self.rank_and_world()
         return PointBatches(data, query, self.layout, self.batch_size, self.points_per_batch,
                             self.steps_per_epoch, self.seed, rank, world, self.batches_per_step)
 

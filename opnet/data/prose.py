@@ -25,11 +25,10 @@ test noise is fixed: :func:`opnet.data.noise.add_trajectory_noise` with sample `
 * ``skeleton``: the clean skeleton; ``known``: the full expression (constants included);
 * ``none``: no symbol input (the data-only model); the batch has no symbol keys.
 
-Fast path: skeletons depend on the system only, so every corruption a skeleton can receive
-(each added term at each place, each deleted term) is enumerated and tokenised once
-(:class:`SymbolTables`); serving a batch is then a few vectorised draws and array gathers.
-The draw is the one :func:`~opnet.symbolic.perturb` makes (mode, then a uniform term and
-place, or a uniform deletion), so the distribution is the same.
+Fast path: every corruption a skeleton can receive is tokenised once
+(:class:`~opnet.data.prose_symbols.SymbolTables`); serving a batch
+(:class:`~opnet.data.prose_batches.ProseBatches`) is then a few vectorised draws and array
+gathers, with the distribution of :func:`~opnet.symbolic.perturb`.
 
 **Batch** (dict of tensors; B samples, D = max_dim, L / L_t = the batch's longest symbol
 input / target + 1)::
@@ -53,187 +52,27 @@ input / target + 1)::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
-import torch
-from torch import Tensor
 
 from opnet.data import h5
-from opnet.data.datamodule import ensure_dataset
+from opnet.data.base import OperatorDataModule, check_positive_or_null
 from opnet.data.h5 import DatasetError
 from opnet.data.noise import add_trajectory_noise
-from opnet.symbolic import (
-    CORRUPTION_SITES,
-    SymbolicError,
-    Vocabulary,
-    addition_terms,
-    delete_term,
-    deletion_points,
-    encode,
-    insert_term,
-    insertion_points,
-    parse_prefix,
-    skeleton,
-)
-from opnet.symbolic.corruption import default_sites
+from opnet.data.prose_batches import ProseBatches, batch_noise
+from opnet.data.prose_symbols import SymbolTables
+from opnet.symbolic import Vocabulary
+
+__all__ = ["MODES", "SPLIT_IDS", "ProseBatches", "ProseDataModule", "ProseSplit",
+           "SymbolTables", "batch_noise", "read_prose_split"]  # ProseBatches, SymbolTables,
+# batch_noise: re-exported from opnet.data.prose_batches / opnet.data.prose_symbols
 
 MODES = ("unknown", "skeleton", "known", "none")
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
-
-
-# ------------------------------------------------------------------------------ noise
-def batch_noise(u: np.ndarray, dims: np.ndarray, level: float, rng: np.random.Generator
-                ) -> np.ndarray:
-    """Vectorised :func:`~opnet.data.noise.add_trajectory_noise` for one batch: ``u`` [B, T,
-    D] float32, ``dims`` [B]; z ~ N(0, 1) on each trajectory's own components, σ = level ·
-    ‖u‖ / (‖z‖ + 1e-6) per trajectory (norms in float64). One draw of [B, T, D] float32
-    normals from ``rng``."""
-    if level == 0:
-        return u.copy()
-    b, t, d = u.shape
-    keep = (np.arange(d)[None, :] < dims[:, None])[:, None, :]  # [B, 1, D]
-    z = rng.standard_normal((b, t, d), dtype=np.float32)
-    z *= keep
-    norm_u = np.sqrt(np.square(u, dtype=np.float64).sum(axis=(1, 2)))
-    norm_z = np.sqrt(np.square(z, dtype=np.float64).sum(axis=(1, 2)))
-    sigma = (level * norm_u / (norm_z + 1e-6)).astype(np.float32)
-    return u + sigma[:, None, None] * z
-
-
-# ---------------------------------------------------------------------------- symbols
-def _pad_rows(rows: Sequence[Sequence[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.array([len(r) for r in rows], np.int64)
-    out = np.full((len(rows), max(1, int(lengths.max(initial=0)))), pad, np.int64)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    return out, lengths
-
-
-class SymbolTables:
-    """Token tables of one dataset (all splits), built once.
-
-    * expressions (targets): ``target_in`` [E, L_t] (``[BOS] target``), ``target_out``
-      [E, L_t] (``target [EOS]``), ``target_len`` [E] (L + 1), ``known`` [E, L] and
-      ``known_len`` [E] (the expression itself, the ``known`` mode's symbol input);
-    * symbol rows ``rows`` [R, L_s] / ``row_len`` [R]: every skeleton (row ``keep[s]``),
-      then its corruptions: ``n_add[s]`` added-term variants from ``add_start[s]`` (term
-      major, then place) and ``n_del[s]`` deletions from ``del_start[s]``.
-
-    ``skeleton_of`` (system, expression) -> skeleton index; ``expression_of`` expression
-    text -> expression index.
-    """
-
-    def __init__(self, vocab: Vocabulary, corrupt: bool = True) -> None:
-        self.vocab, self.corrupt = vocab, corrupt
-        self.expression_of: dict[str, int] = {}
-        self.skeleton_of: dict[tuple[str, tuple[str, ...]], int] = {}
-        self._targets: list[list[int]] = []
-        self._rows: list[list[int]] = []
-        self._keep: list[int] = []
-        self._add: list[tuple[int, int]] = []
-        self._del: list[tuple[int, int]] = []
-        self._skel_of_expr: dict[str, int] = {}
-        self._frozen = False
-
-    def add(self, expressions: np.ndarray, systems: np.ndarray, where: str
-            ) -> tuple[np.ndarray, np.ndarray]:
-        """Register the expressions of a split: (expression index [N], skeleton index [N])."""
-        uniq, inverse = np.unique(np.asarray(expressions, dtype=str), return_inverse=True)
-        sys_of = {}
-        for e, s in zip(inverse, systems, strict=True):
-            sys_of.setdefault(int(e), str(s))
-        e_idx = np.empty(len(uniq), np.int64)
-        s_idx = np.empty(len(uniq), np.int64)
-        for k, text in enumerate(uniq):
-            system = sys_of[k]
-            if text not in self.expression_of:
-                try:
-                    expr = parse_prefix(text)
-                    tokens = encode(expr)
-                    ids = self.vocab.encode(tokens)
-                except SymbolicError as err:
-                    first = int(np.flatnonzero(inverse == k)[0])
-                    raise DatasetError(f"{where}: symbols/expression of sample {first} "
-                                       f"({system}) cannot be tokenised: {err}") from err
-                self.expression_of[text] = len(self._targets)
-                self._targets.append(ids)
-                skel = skeleton(expr)
-                key = (system, tuple(encode(skel)))
-                if key not in self.skeleton_of:
-                    self.skeleton_of[key] = self._add_skeleton(skel, system)
-                self._skel_of_expr[text] = self.skeleton_of[key]
-            e_idx[k] = self.expression_of[text]
-            s_idx[k] = self._skel_of_expr[text]
-        self._frozen = False
-        return e_idx[inverse], s_idx[inverse]
-
-    def _add_skeleton(self, skel: Any, system: str) -> int:
-        v = self.vocab
-        s = len(self._keep)
-        self._keep.append(len(self._rows))
-        self._rows.append(v.encode(encode(skel)))
-        if not self.corrupt:
-            self._add.append((len(self._rows), 0))
-            self._del.append((len(self._rows), 0))
-            return s
-        sites = CORRUPTION_SITES.get(system) or default_sites(skel)
-        terms = addition_terms(skel.n_components)
-        points = insertion_points(skel, sites)
-        start = len(self._rows)
-        for term in terms:
-            for site, j in points:
-                self._rows.append(v.encode(encode(insert_term(skel, sites[site], j, term))))
-        self._add.append((start, len(terms) * len(points)))
-        start = len(self._rows)
-        for site, j in deletion_points(skel, sites):
-            self._rows.append(v.encode(encode(delete_term(skel, sites[site], j))))
-        self._del.append((start, len(self._rows) - start))
-        return s
-
-    def freeze(self) -> None:
-        """Build the padded arrays (after every split was added)."""
-        if self._frozen:
-            return
-        v = self.vocab
-        self.known, self.known_len = _pad_rows(self._targets, v.pad_id)
-        self.target_in, _ = _pad_rows([[v.bos_id, *t] for t in self._targets], v.pad_id)
-        self.target_out, self.target_len = _pad_rows([[*t, v.eos_id] for t in self._targets],
-                                                     v.pad_id)
-        self.rows, self.row_len = _pad_rows(self._rows, v.pad_id)
-        self.keep = np.array(self._keep, np.int64)
-        self.add_start, self.n_add = np.array(self._add, np.int64).reshape(-1, 2).T
-        self.del_start, self.n_del = np.array(self._del, np.int64).reshape(-1, 2).T
-        self._frozen = True
-
-    def draw(self, skel: np.ndarray, rng: np.random.Generator, p_add: float,
-             p_delete: float) -> np.ndarray:
-        """Symbol rows for skeleton indices ``skel`` [B] after term corruption: the draw of
-        :func:`opnet.symbolic.perturb` (mode, then uniform term x place, or uniform
-        deletion; nothing deletable -> kept), vectorised."""
-        r = rng.random(len(skel))
-        w = rng.random(len(skel))
-        rows = self.keep[skel].copy()
-        add = r < p_add
-        dele = (~add) & (r < p_add + p_delete) & (self.n_del[skel] > 0)
-
-        def pick(where: np.ndarray, start: np.ndarray, n: np.ndarray) -> np.ndarray:
-            return start[skel[where]] + np.minimum((w[where] * n[skel[where]]).astype(
-                np.int64), n[skel[where]] - 1)
-
-        rows[add] = pick(add, self.add_start, self.n_add)
-        rows[dele] = pick(dele, self.del_start, self.n_del)
-        return rows
-
-
-def _gather(table: np.ndarray, lengths: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Rows ``idx`` of a padded table, cut to the longest of them."""
-    width = max(1, int(lengths[idx].max(initial=0)))
-    return table[idx, :width]
 
 
 # ----------------------------------------------------------------------------- splits
@@ -303,116 +142,14 @@ def read_prose_split(path: Path, limit: int | None = None
              "expression": expression}, {"t_in": t_in, "t_out": t_out})
 
 
-# -------------------------------------------------------------------------- batching
-class ProseBatches:
-    """Batches of one split: training (shuffled, fresh noise and corruption on every pass;
-    ``steps`` batches per epoch, from consecutive permutations) or evaluation (in order,
-    fixed noise and symbols). A sized iterable of dicts of CPU tensors; training resumes
-    exactly from a mid-epoch checkpoint (``state_dict``)."""
-
-    def __init__(self, dm: ProseDataModule, split: str, train: bool, batch_size: int,
-                 steps: int | None = None, rank: int = 0, world_size: int = 1,
-                 epoch: Callable[[], int] | None = None) -> None:
-        self.dm, self.data, self.train = dm, dm.splits[split], train
-        self.rank, self.world = int(rank), int(world_size)
-        self.samples = np.arange(self.rank, len(self.data), self.world)  # this rank's share
-        n_local = len(self.samples)
-        self.batch_size = max(1, min(int(batch_size), max(n_local, 1)))
-        self.steps = int(steps) if (train and steps) else math.ceil(n_local / self.batch_size)
-        self.epoch = epoch or (lambda: 0)
-        self._served = 0  # training batches served in this epoch (saved in checkpoints)
-        self._resume: tuple[int, int] | None = None  # (epoch, batches to skip) after a restore
-        self._t_in = torch.as_tensor(dm.times["t_in"], dtype=torch.float32)
-        self._t_out = torch.as_tensor(dm.times["t_out"], dtype=torch.float32)
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        if not self.train:
-            for k in range(self.steps):
-                yield self.batch(self.samples[k * self.batch_size:(k + 1) * self.batch_size])
-            return
-        epoch = int(self.epoch())
-        resume, self._resume = self._resume, None
-        skip = resume[1] if resume is not None and resume[0] == epoch else 0
-        self._served = 0
-        rng = np.random.default_rng(np.random.SeedSequence([self.dm.seed, self.rank, epoch]))
-        perm, pos = rng.permutation(self.samples), 0
-        for _ in range(self.steps):
-            parts, need = [], self.batch_size
-            while need:
-                if pos >= len(perm):
-                    perm, pos = rng.permutation(self.samples), 0
-                take = perm[pos:pos + need]
-                pos += len(take)
-                need -= len(take)
-                parts.append(take)
-            batch = self.batch(np.concatenate(parts), rng)  # skipped ones too: same draws
-            self._served += 1
-            if self._served > skip:
-                yield batch
-
-    def state_dict(self) -> dict[str, int]:
-        """Position in the training epoch (Lightning stores it in checkpoints)."""
-        return {"epoch": int(self.epoch()), "batches": int(self._served)} if self.train else {}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resumed from a mid-epoch checkpoint: the next pass skips the batches of that epoch
-        already trained on, drawing their noise and corruption so the rest match the
-        uninterrupted run."""
-        batches = int(state.get("batches", 0))
-        if self.train and 0 < batches < self.steps:
-            self._resume = (int(state.get("epoch", 0)), batches)
-
-    def batch(self, idx: np.ndarray, rng: np.random.Generator | None = None
-              ) -> dict[str, Tensor]:
-        """The batch of samples ``idx`` (training: noise and corruption from ``rng``)."""
-        dm, data = self.dm, self.data
-        n_in = len(dm.times["t_in"])
-        dims = data.dims[idx]
-        u = data.u[idx]
-        if rng is not None:
-            u = batch_noise(u, dims, dm.noise_level, rng)
-        b, d = len(idx), u.shape[2]
-        out = {"t_in": self._t_in.expand(b, -1).contiguous(),
-               "u_in": torch.from_numpy(np.ascontiguousarray(u[:, :n_in])),
-               "t_out": self._t_out.expand(b, -1).contiguous(),
-               "u_out": torch.from_numpy(np.ascontiguousarray(u[:, n_in:])),
-               "dim_mask": torch.from_numpy(np.arange(d)[None, :] < dims[:, None]),
-               "index": torch.from_numpy(data.index[idx]),
-               "dim": torch.from_numpy(dims)}
-        if dm.mode == "none":
-            return out
-        tab = dm.tables
-        if dm.mode == "known":
-            sym = _gather(tab.known, tab.known_len, data.expr[idx])
-        else:
-            if dm.mode == "skeleton":
-                rows = tab.keep[data.skel[idx]]
-            elif rng is not None:
-                rows = tab.draw(data.skel[idx], rng, dm.p_add, dm.p_delete)
-            else:
-                rows = data.symbol_rows[idx]
-            sym = _gather(tab.rows, tab.row_len, rows)
-        e = data.expr[idx]
-        pad = dm.vocab.pad_id
-        out["symbols"] = torch.from_numpy(sym)
-        out["symbol_mask"] = out["symbols"] != pad
-        out["target_in"] = torch.from_numpy(_gather(tab.target_in, tab.target_len, e))
-        out["target_out"] = torch.from_numpy(_gather(tab.target_out, tab.target_len, e))
-        out["target_mask"] = out["target_out"] != pad
-        return out
-
-
 # ------------------------------------------------------------------------ datamodule
-class ProseDataModule(L.LightningDataModule):
+class ProseDataModule(OperatorDataModule):
     """Train/val/test splits of an ``ode_systems`` dataset folder served as PROSE batches
     (see the module docstring for the batch and the noise/corruption streams).
 
     data_dir, n_train/n_val/n_test, generate (``{"pde": {"name": "ode_systems", ...},
     "n_train": ..}``: the arguments of :func:`data_gen.generate`, used when files are
-    missing), name, missing_hint: as :class:`~opnet.data.datamodule.GridDataModule`.
+    missing), name, missing_hint: as :class:`~opnet.data.base.OperatorDataModule`.
     symbols: ``unknown`` | ``skeleton`` | ``known`` | ``none`` (the symbol input).
     max_dim: components the model takes (null: the data's D; larger zero-pads).
     batch_size / eval_batch_size: samples per training / validation-test batch;
@@ -422,6 +159,8 @@ class ProseDataModule(L.LightningDataModule):
     fixed evaluation noise and symbol inputs.
     """
 
+    workers_refused = "PROSE batches are built by array indexing in the main process"
+
     def __init__(self, data_dir: str, symbols: str = "unknown", batch_size: int = 64,
                  eval_batch_size: int | None = None, steps_per_epoch: int | None = None,
                  noise_level: float = 0.02, p_add: float = 0.15, p_delete: float = 0.15,
@@ -430,38 +169,29 @@ class ProseDataModule(L.LightningDataModule):
                  generate: Mapping | None = None, name: str | None = None,
                  missing_hint: str | None = None, seed: int = 0, noise_seed: int = 1,
                  corruption_seed: int = 2, num_workers: int = 0) -> None:
-        super().__init__()
         if symbols not in MODES:
             raise ValueError(f"data.symbols='{symbols}': expected one of {MODES}")
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
-                           ("steps_per_epoch", steps_per_epoch), ("max_dim", max_dim)):
-            if value is not None and int(value) < 1:
-                raise ValueError(f"data.{key}={value}: expected a positive integer or null")
+        check_positive_or_null(batch_size=batch_size, eval_batch_size=eval_batch_size,
+                               steps_per_epoch=steps_per_epoch, max_dim=max_dim)
         if not (math.isfinite(noise_level) and noise_level >= 0):
             raise ValueError(f"data.noise_level={noise_level}: expected a number >= 0")
         if not (0 <= p_add and 0 <= p_delete and p_add + p_delete <= 1):
             raise ValueError(f"data.p_add={p_add}, data.p_delete={p_delete}: expected "
                              "probabilities with p_add + p_delete <= 1")
-        if num_workers:
-            raise ValueError(f"data.num_workers={num_workers}: PROSE batches are built by "
-                             "array indexing in the main process (use 0)")
+        super().__init__(data_dir, n_train=n_train, n_val=n_val, n_test=n_test,
+                         generate=generate, name=name, missing_hint=missing_hint, seed=seed,
+                         num_workers=num_workers)
         if generate and dict(generate.get("pde") or {}).get("name", "ode_systems") \
                 != "ode_systems":
             raise ValueError(f"data.generate.pde.name={generate['pde'].get('name')!r}: the "
                              "PROSE data module reads the ode_systems layout")
-        self.data_dir = Path(data_dir)
-        self.name = name or self.data_dir.name
         self.mode = symbols
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)
         self.steps_per_epoch = steps_per_epoch
         self.noise_level, self.p_add, self.p_delete = float(noise_level), p_add, p_delete
         self.max_dim_cfg = max_dim
-        self.limits = {"train": n_train, "val": n_val, "test": n_test}
-        self.generate = dict(generate) if generate else None
-        self.missing_hint = missing_hint
-        self.seed, self.noise_seed, self.corruption_seed = (int(seed), int(noise_seed),
-                                                            int(corruption_seed))
+        self.noise_seed, self.corruption_seed = int(noise_seed), int(corruption_seed)
         self.splits: dict[str, ProseSplit] = {}
         self.times: dict[str, np.ndarray] = {}
         self.vocab: Vocabulary | None = None
@@ -469,29 +199,15 @@ class ProseDataModule(L.LightningDataModule):
         self.max_dim = 0
 
     # -- files -------------------------------------------------------------------------
-    def missing_splits(self) -> list[str]:
-        """Names of the splits whose ``<split>.h5`` is not in the data folder."""
-        return [s for s in h5.SPLITS if not h5.split_path(self.data_dir, s).is_file()]
-
-    def prepare_data(self) -> None:
-        """Generate the files from ``generate`` when given, else name what is missing."""
-        ensure_dataset(self.data_dir, self.generate, self.missing_hint)
-
-    def setup(self, stage: str | None = None) -> None:
-        """Load the splits needed for ``stage`` (train always: it fixes D and the times),
-        tokenise their expressions, add the fixed evaluation noise and symbol inputs."""
-        if self.missing_splits():
-            self.prepare_data()
-        need = {"fit": ["train", "val"], "validate": ["train", "val"],
-                "test": ["train", "test"], "predict": ["train", "test"]}.get(stage or "",
-                                                                            h5.SPLITS)
-        for split in ["train", *[s for s in need if s != "train"]]:
-            if split not in self.splits:
-                self._load(split)
+    def splits_loaded(self) -> None:
+        """Build the token tables' arrays once every split needed was tokenised."""
         if self.tables is not None:
             self.tables.freeze()
 
-    def _load(self, split: str) -> None:
+    def load_split(self, split: str) -> ProseSplit:
+        """One split: its trajectories (zero-padded to ``max_dim``), expressions tokenised,
+        val/test with their fixed noise and symbol inputs. The train split fixes D, the
+        times and the vocabulary."""
         path = h5.split_path(self.data_dir, split)
         arrays, times = read_prose_split(path, self.limits[split])
         d = arrays["u"].shape[2]
@@ -534,7 +250,7 @@ class ProseDataModule(L.LightningDataModule):
             if self.mode == "unknown":
                 self.tables.freeze()
                 data.symbol_rows = self._fixed_corruption(data, sid)
-        self.splits[split] = data
+        return data
 
     def _fixed_corruption(self, data: ProseSplit, sid: int) -> np.ndarray:
         """One corruption per evaluation sample, from its own stream."""
@@ -549,10 +265,7 @@ class ProseDataModule(L.LightningDataModule):
     def io_spec(self) -> dict[str, Any]:
         """Plain description of the data (vocabulary, dimensions, times, mode,
         provenance), saved in checkpoints for the surrogate."""
-        if "train" not in self.splits:
-            self.setup("fit")
-        train, v = self.splits["train"], self.vocab
-        attrs = h5.read_attrs(h5.split_path(self.data_dir, "train"))
+        train, v = self.require("train"), self.vocab
         out = {
             "kind": "prose", "symbols": self.mode, "max_dim": self.max_dim,
             "vocab": {"size": len(v), "max_dim": v.max_dim, "pad_id": v.pad_id,
@@ -562,9 +275,7 @@ class ProseDataModule(L.LightningDataModule):
             "noise_level": self.noise_level, "p_add": self.p_add, "p_delete": self.p_delete,
             "noise_seed": self.noise_seed, "corruption_seed": self.corruption_seed,
             "systems": sorted({str(s) for s in train.system if s}),
-            "dataset": {"name": self.name, "path": str(self.data_dir), "n_train": len(train),
-                        "pde": attrs.get("pde"), "generator_config": attrs.get(
-                            "generator_config"), "seed": attrs.get("seed")},
+            "dataset": self.provenance(),
         }
         if self.tables is not None:
             self.tables.freeze()
@@ -574,28 +285,22 @@ class ProseDataModule(L.LightningDataModule):
         return out
 
     # -- loaders -----------------------------------------------------------------------
-    def _ensure(self, split: str) -> None:
-        if split not in self.splits:
-            self.setup("test" if split == "test" else "fit")
-
-    def _rank(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
     def train_dataloader(self) -> ProseBatches:
         """Training batches: noisy input trajectories, query times/targets and symbol tokens."""
-        self._ensure("train")
+        self.require("train")
         trainer = getattr(self, "trainer", None)
         epoch = (lambda: trainer.current_epoch) if trainer is not None else None
         return ProseBatches(self, "train", True, self.batch_size, self.steps_per_epoch,
-                            *self._rank(), epoch=epoch)
+                            *self.rank_and_world(), epoch=epoch)
 
     def val_dataloader(self) -> ProseBatches:
         """Validation batches (fixed noise and corruption, seeded)."""
-        self._ensure("val")
-        return ProseBatches(self, "val", False, self.eval_batch_size, None, *self._rank())
+        self.require("val")
+        return ProseBatches(self, "val", False, self.eval_batch_size, None,
+                            *self.rank_and_world())
 
     def test_dataloader(self) -> ProseBatches:
         """Test batches (fixed noise and corruption, seeded)."""
-        self._ensure("test")
-        return ProseBatches(self, "test", False, self.eval_batch_size, None, *self._rank())
+        self.require("test")
+        return ProseBatches(self, "test", False, self.eval_batch_size, None,
+                            *self.rank_and_world())

@@ -165,33 +165,22 @@ class TrajectoryDataModule(GridDataModule):
         return read_trajectories(h5.split_path(self.data_dir, split), self.trajectory_field,
                                  self.initial_field, frames, self.stride, self.limits[split])
 
-    def setup(self, stage: str | None = None) -> None:
-        """Open (or load) the splits ``stage`` needs as one-step pairs (train) and rollouts
-        (val/test)."""
-        if self.missing_splits():
-            self.prepare_data()
-        need = {"fit": ["train", "val"], "validate": ["train", "val"],
-                "test": ["train", "test"], "predict": ["train", "test"]}.get(stage or "", h5.SPLITS)
-        for split in need:
-            if split in self.splits:
-                continue
-            if self.in_memory is not True:
-                lazy = LazyTrajectories(
-                    h5.split_path(self.data_dir, split), self.trajectory_field,
-                    self.initial_field, self.train_steps if split == "train"
-                    else self.rollout_steps, split == "train", self.stride, self.limits[split])
-                if not self.keep_in_memory(lazy.nbytes):
-                    self.splits[split] = lazy
-                    continue
-            if split == "train":
-                traj = self._trajectories(split, self.train_steps + 1)
-                x = traj[:, :-1].reshape(-1, 1, *traj.shape[2:])
-                y = traj[:, 1:].reshape(-1, 1, *traj.shape[2:])
-                self.splits[split] = GridDataset(np.ascontiguousarray(x), np.ascontiguousarray(y))
-            else:
-                traj = self._trajectories(split, self.rollout_steps + 1)
-                self.splits[split] = GridDataset(np.ascontiguousarray(traj[:, :1]),
-                                                 np.ascontiguousarray(traj[:, 1:]))
+    def load_split(self, split: str) -> GridDataset | LazyTrajectories:
+        """One-step pairs (train) or rollouts (val/test), in memory or read lazily."""
+        if self.in_memory is not True:
+            lazy = LazyTrajectories(
+                h5.split_path(self.data_dir, split), self.trajectory_field, self.initial_field,
+                self.train_steps if split == "train" else self.rollout_steps, split == "train",
+                self.stride, self.limits[split])
+            if not self.keep_in_memory(lazy.nbytes):
+                return lazy
+        if split == "train":
+            traj = self._trajectories(split, self.train_steps + 1)
+            x = traj[:, :-1].reshape(-1, 1, *traj.shape[2:])
+            y = traj[:, 1:].reshape(-1, 1, *traj.shape[2:])
+            return GridDataset(np.ascontiguousarray(x), np.ascontiguousarray(y))
+        traj = self._trajectories(split, self.rollout_steps + 1)
+        return GridDataset(np.ascontiguousarray(traj[:, :1]), np.ascontiguousarray(traj[:, 1:]))
 
     def io_spec(self) -> dict:
         """The data description the module and checkpoint keep: channels, grid, normalizers,

@@ -16,6 +16,9 @@ from torch import nn
 MODELS: dict[str, str] = {
     "mgno": "opnet.models.mgno.MgNO",
     "fno": "opnet.models.fno.FNO2d",
+    "fno1d": "opnet.models.fno.FNO1d",
+    "fno2d": "opnet.models.fno.FNO2d",
+    "fno3d": "opnet.models.fno.FNO3d",
     "deeponet": "opnet.models.deeponet.DeepONet",
     "pod_deeponet": "opnet.models.deeponet.PODDeepONet",
     "prose": "opnet.models.prose.PROSE",

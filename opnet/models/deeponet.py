@@ -64,11 +64,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from opnet.models.layers.cnn import CNNBranch
+from opnet.models.layers.features import FourierFeatures
+from opnet.models.layers.mlp import (
+    INITIALIZERS,  # noqa: F401  (moved to opnet.models.layers; still importable from here)
+    GroupedLinear,
+    GroupedMLP,
+    Sin,  # noqa: F401  (moved to opnet.models.layers; still importable from here)
+    check_initializer,
+)
+from opnet.models.layers.mlp import activation as activation_module
+
 __all__ = ["DARCY_CNN_BRANCH", "CNNBranch", "DeepONet", "FourierFeatures", "GroupedLinear",
            "GroupedMLP", "PODDeepONet"]
 
 STRATEGIES = (None, "independent", "split_both", "split_branch", "split_trunk")
-INITIALIZERS = ("glorot_normal", "glorot_uniform", "he_normal", "default")
 FEATURES = ("identity", "fourier")
 OUTPUT_TRANSFORMS = ("identity", "scale", "zero_at", "dirichlet_box")
 
@@ -78,233 +88,6 @@ OUTPUT_TRANSFORMS = ("identity", "scale", "zero_at", "dirichlet_box")
 DARCY_CNN_BRANCH: dict[str, Any] = {
     "name": "cnn", "in_channels": 1, "channels": [64, 128], "kernel_size": 5, "stride": 2,
     "padding": 0, "mlp": [128, 128], "input_size": [29, 29]}
-
-
-class Sin(nn.Module):
-    """``sin(x)`` as an activation module."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Elementwise ``sin(x)``, same shape."""
-        return torch.sin(x)
-
-
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "sin": Sin}
-
-
-def _activation(name: str, owner: str = "activation") -> nn.Module:
-    if name not in _ACTIVATIONS:
-        raise ValueError(f"{owner}={name!r} is not supported; allowed values: "
-                         f"{tuple(_ACTIVATIONS)}")
-    return _ACTIVATIONS[name]()
-
-
-@torch.no_grad()
-def _initialize(weight: Tensor, bias: Tensor | None, fan_in: int, fan_out: int,
-                initializer: str) -> None:
-    """Initialise one (possibly grouped) layer with the fans of a *single* group's map.
-
-    ``glorot_*`` and ``he_normal`` zero the bias (Keras/DeepXDE); ``default`` is PyTorch's
-    ``nn.Linear`` / ``nn.Conv2d`` rule (weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
-    """
-    if initializer == "glorot_normal":
-        weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)))
-    elif initializer == "glorot_uniform":
-        a = math.sqrt(6.0 / (fan_in + fan_out))
-        weight.uniform_(-a, a)
-    elif initializer == "he_normal":
-        weight.normal_(0.0, math.sqrt(2.0 / fan_in))
-    elif initializer == "default":
-        a = 1.0 / math.sqrt(fan_in)
-        weight.uniform_(-a, a)
-        if bias is not None:
-            bias.uniform_(-a, a)
-        return
-    else:
-        raise ValueError(f"initializer={initializer!r} is not supported; allowed values: "
-                         f"{INITIALIZERS}")
-    if bias is not None:
-        bias.zero_()
-
-
-class GroupedLinear(nn.Module):
-    """G independent affine maps: ``[..., in]`` (shared) or ``[..., G, in]`` -> ``[..., G, out]``.
-
-    ``weight`` [G, in, out], ``bias`` [G, out]; one einsum for all groups (plain ``F.linear``
-    when G = 1).
-    """
-
-    def __init__(self, groups: int, in_features: int, out_features: int, bias: bool = True,
-                 initializer: str = "glorot_normal") -> None:
-        super().__init__()
-        self.groups, self.in_features, self.out_features = groups, in_features, out_features
-        self.weight = nn.Parameter(torch.empty(groups, in_features, out_features))
-        self.bias = nn.Parameter(torch.empty(groups, out_features)) if bias else None
-        _initialize(self.weight, self.bias, in_features, out_features, initializer)
-
-    def forward(self, x: Tensor, shared: bool) -> Tensor:
-        """``[..., in]`` (``shared``: the same input for every group) or ``[..., G, in]`` ->
-        ``[..., G, out]``."""
-        if self.groups == 1:
-            x = x if shared else x.squeeze(-2)
-            out = self.forward_stacked(x.reshape(1, -1, self.in_features))
-            return out.view(*x.shape[:-1], 1, self.out_features)
-        pattern = "...i,gio->...go" if shared else "...gi,gio->...go"
-        out = torch.einsum(pattern, x, self.weight)
-        return out if self.bias is None else out + self.bias.to(out.dtype)
-
-    def forward_stacked(self, x: Tensor) -> Tensor:
-        """``[G, M, in] -> [G, M, out]``: one batched (add)matmul with the stored weights
-        (no per-call reshaping of the parameters: the fewest autograd nodes)."""
-        if self.bias is None:
-            return torch.bmm(x, self.weight)
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
-
-    def extra_repr(self) -> str:
-        return (f"groups={self.groups}, in_features={self.in_features}, "
-                f"out_features={self.out_features}, bias={self.bias is not None}")
-
-
-class GroupedMLP(nn.Module):
-    """G independent MLPs ``sizes[0] -> ... -> sizes[-1]``: ``[..., (G,) n0] -> [..., G, nL]``.
-
-    Activated after every hidden layer; after the last only with ``activate_last``.
-    ``last_bias=False`` drops the bias of the last layer.
-    """
-
-    def __init__(self, groups: int, sizes: Sequence[int], activation: str = "relu",
-                 activate_last: bool = False, last_bias: bool = True,
-                 initializer: str = "glorot_normal") -> None:
-        super().__init__()
-        n = len(sizes) - 1
-        self.layers = nn.ModuleList(
-            GroupedLinear(groups, sizes[i], sizes[i + 1], bias=last_bias or i < n - 1,
-                          initializer=initializer) for i in range(n))
-        self.act = _activation(activation)
-        self.activate_last = activate_last
-
-    def forward(self, x: Tensor, shared: bool = True) -> Tensor:
-        """``[..., n0]`` (``shared``) or ``[..., G, n0]`` -> ``[..., G, nL]``."""
-        if self.layers[0].groups == 1:  # one plain MLP on [1, M, n] (M = all leading axes)
-            x = x if shared else x.squeeze(-2)
-            lead = x.shape[:-1]
-            h = x.reshape(1, -1, x.shape[-1])
-            for i, layer in enumerate(self.layers):
-                h = layer.forward_stacked(h)
-                if i < len(self.layers) - 1 or self.activate_last:
-                    h = self.act(h)
-            return h.view(*lead, 1, h.shape[-1])
-        for i, layer in enumerate(self.layers):
-            x = layer(x, shared=shared and i == 0)
-            if i < len(self.layers) - 1 or self.activate_last:
-                x = self.act(x)
-        return x
-
-
-def _pair(value: int | Sequence[int], n: int, key: str) -> list[int]:
-    """An int for every conv layer, or one per layer."""
-    values = [value] * n if isinstance(value, int) else list(value)
-    if len(values) != n or any(not isinstance(v, int) or v < 0 for v in values):
-        raise ValueError(f"branch['{key}']={value!r}: need a non-negative int or one per conv "
-                         f"layer ({n})")
-    return values
-
-
-class CNNBranch(nn.Module):
-    """Convolutional branch for grid inputs: ``[B, C, H, W] -> [B, G, p]``.
-
-    ``convs`` (activated) -> flatten -> dense ``mlp`` (last layer linear). ``groups`` G > 1
-    (the "independent" strategy) is G separate CNNs run as grouped convolutions and grouped
-    dense layers: the input is repeated G times along the channels.
-    """
-
-    def __init__(self, in_channels: int, channels: Sequence[int],
-                 kernel_size: int | Sequence[int], stride: int | Sequence[int],
-                 mlp: Sequence[int], input_size: Sequence[int], padding: int | Sequence[int] = 0,
-                 groups: int = 1, activation: str = "relu", last_bias: bool = True,
-                 initializer: str = "glorot_normal") -> None:
-        super().__init__()
-        n = len(channels)
-        kernels = _pair(kernel_size, n, "kernel_size")
-        strides = _pair(stride, n, "stride")
-        paddings = _pair(padding, n, "padding")
-        if len(input_size) != 2 or any(int(s) < 1 for s in input_size):
-            raise ValueError(f"branch['input_size']={input_size!r}: need [H, W]")
-        if in_channels < 1 or any(c < 1 for c in channels) or not mlp or any(w < 1 for w in mlp):
-            raise ValueError(f"CNN branch: in_channels={in_channels}, channels={list(channels)} "
-                             f"and mlp={list(mlp)} must be positive (mlp non-empty)")
-        self.groups, self.in_channels = groups, in_channels
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        sizes = [self.input_size]
-        self.convs = nn.ModuleList()
-        c_in = in_channels
-        for c_out, k, s, p in zip(channels, kernels, strides, paddings, strict=True):
-            h, w = sizes[-1]
-            size = ((h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
-            if min(size) < 1 or s < 1:
-                raise ValueError(f"CNN branch: a {k}x{k} conv (stride {s}, padding {p}) does not "
-                                 f"fit the {h}x{w} grid of layer {len(sizes)} "
-                                 f"(input_size={list(self.input_size)})")
-            sizes.append(size)
-            conv = nn.Conv2d(groups * c_in, groups * c_out, k, stride=s, padding=p,
-                             groups=groups)
-            _initialize(conv.weight, conv.bias, c_in * k * k, c_out * k * k, initializer)
-            self.convs.append(conv)
-            c_in = c_out
-        self.grid_sizes = sizes
-        self.flat_features = c_in * sizes[-1][0] * sizes[-1][1]
-        self.mlp = GroupedMLP(groups, [self.flat_features, *mlp], activation,
-                              activate_last=False, last_bias=last_bias, initializer=initializer)
-        self.act = _activation(activation)
-        self.out_features = mlp[-1]
-
-    def forward(self, u: Tensor) -> Tensor:
-        """Images ``u [B, C, H, W]`` -> branch features ``[B, out]``."""
-        x = u.repeat(1, self.groups, 1, 1) if self.groups > 1 else u
-        for conv in self.convs:
-            x = self.act(conv(x))
-        return self.mlp(x.reshape(x.shape[0], self.groups, -1), shared=False)
-
-
-class FourierFeatures(nn.Module):
-    """Periodic features of chosen coordinates: ``[..., d] -> [..., out_features]``.
-
-    Output order: the other coordinates (unchanged), the raw periodic ones if ``keep``, then
-    per periodic coordinate and k = 1..modes: ``cos(2 pi k y_c / P_c), sin(2 pi k y_c / P_c)``.
-    """
-
-    def __init__(self, in_features: int, periods: Sequence[float], modes: int,
-                 coordinates: Sequence[int] | None = None, keep: bool = False) -> None:
-        super().__init__()
-        periods = [float(p) for p in periods]
-        coords = list(range(len(periods))) if coordinates is None else [int(c) for c in coordinates]
-        if (not periods or len(coords) != len(periods) or len(set(coords)) != len(coords)
-                or any(not 0 <= c < in_features for c in coords) or any(p <= 0 for p in periods)
-                or modes < 1):
-            raise ValueError(f"features: fourier needs positive 'periods' (one per coordinate), "
-                             f"distinct 'coordinates' in [0, {in_features}) and modes >= 1; got "
-                             f"periods={periods}, coordinates={coords}, modes={modes}")
-        self.in_features, self.modes, self.keep = in_features, modes, keep
-        self.coordinates = coords
-        self.others = [c for c in range(in_features) if c not in coords]
-        k = torch.arange(1, modes + 1, dtype=torch.float64)
-        harmonics = k[None, :] / torch.tensor(periods, dtype=torch.float64)[:, None]  # k / P
-        self.register_buffer("harmonics", harmonics.to(torch.get_default_dtype()),
-                             persistent=False)  # [c, modes]; exact for periods like 1, 0.5
-        self.out_features = (len(self.others) + (len(coords) if keep else 0)
-                             + 2 * modes * len(coords))
-
-    def forward(self, y: Tensor) -> Tensor:
-        """Coordinates ``y [..., d]`` -> ``[..., out_features]``: the untouched coordinates,
-        then cos/sin of the periodic ones for each mode."""
-        periodic = y[..., self.coordinates]
-        # phases in float32 at least (float64 for float64 y), also in a pure-bf16 model
-        dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
-        phase = (2 * math.pi) * (periodic[..., :, None].to(dtype) * self.harmonics.to(dtype))
-        waves = torch.stack((torch.cos(phase), torch.sin(phase)), dim=-1).flatten(-3)
-        waves = waves.to(y.dtype)
-        parts = [y[..., self.others]] + ([periodic] if self.keep else []) + [waves]
-        return torch.cat(parts, dim=-1)
 
 
 def _features(spec: Mapping | None, d: int) -> nn.Module | None:
@@ -410,10 +193,8 @@ class DeepONet(nn.Module):
                  output_transform: dict | None = None) -> None:
         super().__init__()
         trunk = _check_sizes(trunk, "trunk")
-        _activation(activation)
-        if initializer not in INITIALIZERS:
-            raise ValueError(f"initializer={initializer!r} is not supported; allowed values: "
-                             f"{INITIALIZERS}")
+        activation_module(activation)  # the name is refused here, before any layer is built
+        check_initializer(initializer)
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy={strategy!r} is not supported; allowed values: "
                              f"{STRATEGIES}")
@@ -575,10 +356,8 @@ class PODDeepONet(nn.Module):
         if n_points < 1 or n_modes < 1 or n_modes > n_points:
             raise ValueError(f"n_points={n_points}, n_modes={n_modes}: need "
                              f"1 <= n_modes <= n_points")
-        _activation(activation)
-        if initializer not in INITIALIZERS:
-            raise ValueError(f"initializer={initializer!r} is not supported; allowed values: "
-                             f"{INITIALIZERS}")
+        activation_module(activation)  # the name is refused here, before any layer is built
+        check_initializer(initializer)
         self.n_points, self.n_modes, self.mode_scaling = n_points, n_modes, mode_scaling
         self.branch, p_b, self.input_shape = _build_branch(
             branch, 1, False, activation, bias, initializer)

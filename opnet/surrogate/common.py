@@ -3,8 +3,9 @@ exists, and out-of-memory named by the batch size."""
 
 from __future__ import annotations
 
+import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -106,3 +107,54 @@ class Movable:
         for m in self._modules():
             m.to(self.device)
         return self
+
+
+class OperatorSurrogate(Movable):
+    """The base of the families' surrogates: the checkpoint's ``operator`` block
+    (:attr:`metadata`, its data description :attr:`io`), the device, and a ``repr`` naming
+    the model class, what it maps (:meth:`describe`) and the training data."""
+
+    weights_prefix = "operator."
+    """Where the network's weights are in the checkpoint's ``state_dict``."""
+
+    def __init__(self, metadata: Mapping[str, Any]) -> None:
+        self.metadata = dict(metadata)
+        self.io = self.metadata["io"]
+        self.device = torch.device("cpu")
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, checkpoint: Mapping[str, Any],
+                        block: Mapping[str, Any]) -> OperatorSurrogate:
+        """The surrogate of a checkpoint read and checked by :func:`opnet.load_operator`:
+        :meth:`build` from the block, weights under :attr:`weights_prefix`."""
+        network = cls.build(block)
+        load_weights(path, checkpoint["state_dict"], cls.weights_prefix, network)
+        return cls(network, block)
+
+    @staticmethod
+    def build(block: Mapping[str, Any]) -> torch.nn.Module:
+        """The (untrained) network the checkpoint's ``operator`` block describes."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What the operator maps, for ``repr``."""
+        return f"{self.io.get('input_fields')} -> {self.io.get('output_fields')}"
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.metadata['model'].get('_target_')}, "
+                f"{self.describe()}, data {self.io['dataset'].get('name')})")
+
+
+def load_weights(path: str | os.PathLike, state: Mapping[str, Tensor], prefix: str,
+                 module: torch.nn.Module) -> None:
+    """Load the entries of ``state`` under ``prefix`` into ``module`` (the network built
+    from the checkpoint's kwargs), a :class:`~opnet.checkpoint.CheckpointError` naming
+    ``path`` if they do not fit."""
+    from opnet.checkpoint import CheckpointError
+
+    part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    try:
+        module.load_state_dict(part)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights under '{prefix}' do not fit the network built "
+                              f"from the checkpoint's kwargs ({err})") from err

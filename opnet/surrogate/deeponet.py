@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from opnet.data.normalizers import PointNormalizer
+from opnet.models.operator import OperatorParts, PointOperator
 from opnet.surrogate.common import (
-    Movable,
     NonFinite,
+    OperatorSurrogate,
     as_tensor,
     check_count,
     check_nonfinite,
@@ -20,22 +20,25 @@ from opnet.surrogate.common import (
 )
 
 
-class DeepONetSurrogate(Movable):
+class DeepONetSurrogate(OperatorParts, OperatorSurrogate):
     """A trained DeepONet (or POD-DeepONet) in physical units (see :meth:`predict`).
 
     A pointwise output normalizer or a POD basis ties the operator to its training query
     points: other points are refused with a message saying so.
     """
 
-    def __init__(self, model: torch.nn.Module, in_norm: PointNormalizer,
-                 out_norm: PointNormalizer, sensors: Tensor, query: Tensor,
-                 metadata: Mapping[str, Any]) -> None:
-        self.model, self.in_norm, self.out_norm = model.eval(), in_norm, out_norm
-        self._sensors, self._query = sensors.double().cpu(), query.double().cpu()
-        self.metadata = dict(metadata)
-        self.io = self.metadata["io"]
-        self.pod = hasattr(model, "fit_basis")
-        self.device = torch.device("cpu")
+    def __init__(self, operator: PointOperator, metadata: Mapping[str, Any]) -> None:
+        super().__init__(metadata)
+        self.operator = operator.eval()
+        self._sensors = operator.sensors.double().cpu().clone()
+        self._query = operator.query.double().cpu().clone()
+        self.pod = operator.pod
+
+    @staticmethod
+    def build(block: Mapping[str, Any]) -> PointOperator:
+        kinds = block.get("normalizers", {})
+        return PointOperator.from_spec(block["model"], block["io"], kinds.get("in", "none"),
+                                       kinds.get("out", "none"))
 
     @property
     def sensors(self) -> np.ndarray:
@@ -48,7 +51,7 @@ class DeepONetSurrogate(Movable):
         return self._query.numpy()
 
     def _modules(self) -> tuple[torch.nn.Module, ...]:
-        return (self.model, self.in_norm, self.out_norm)
+        return (self.operator,)
 
     def _as_inputs(self, u: np.ndarray | Tensor) -> tuple[Tensor, bool]:
         u = as_tensor(u).float()
@@ -132,13 +135,12 @@ class DeepONetSurrogate(Movable):
         outs = []
         with memory_guard(batch_size, len(u), self.device, also=" or point_batch"):
             for start in range(0, len(u), batch_size):
-                ub = self.in_norm.encode(u[start:start + batch_size].to(self.device))
+                ub = u[start:start + batch_size].to(self.device)
                 yb = y if y.ndim == 2 else y[start:start + batch_size]
-                if self.pod:
-                    z = self.model(ub, self._query.float().to(self.device)
-                                   if self.model.trunk is not None else None)
+                if self.pod:  # its basis lives on the training points: no point batches
+                    z = self.operator.encoded(ub, yb)
                 else:
-                    z = torch.cat([self.model(ub, yc.to(self.device))
+                    z = torch.cat([self.operator.encoded(ub, yc.to(self.device))
                                    for yc in torch.split(yb, point_batch, dim=-2)], dim=1)
                 outs.append(self.out_norm.decode(z).float().cpu())
         if not outs:  # no function: an empty batch of the right shape
@@ -149,8 +151,7 @@ class DeepONetSurrogate(Movable):
             out = out[..., 0]
         return out[0] if single else out
 
-    def __repr__(self) -> str:
+    def describe(self) -> str:
         io = self.io
-        return (f"DeepONetSurrogate({self.metadata['model'].get('_target_')}, "
-                f"{io['input_field']} at {len(self._sensors)} sensors -> {io['output_fields']} "
-                f"at {io['query_dim']}-D points, data {io['dataset'].get('name')})")
+        return (f"{io['input_field']} at {len(self._sensors)} sensors -> {io['output_fields']} "
+                f"at {io['query_dim']}-D points")

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from opnet.data.normalizers import GaussianNormalizer
+from opnet.models.operator import NormalisedOperator, OperatorParts
 from opnet.surrogate.common import (
-    Movable,
     NonFinite,
+    OperatorSurrogate,
     as_tensor,
     check_count,
     check_nonfinite,
@@ -20,7 +20,7 @@ from opnet.surrogate.common import (
 )
 
 
-class Surrogate(Movable):
+class Surrogate(OperatorParts, OperatorSurrogate):
     """A trained grid operator in physical units (see :meth:`predict`, :meth:`rollout`).
 
     Layouts are channels-first: ``[*grid]`` (one sample, one input channel), ``[B, *grid]``
@@ -29,15 +29,16 @@ class Surrogate(Movable):
     first (``np.moveaxis(a, -1, -len(grid) - 1)``).
     """
 
-    def __init__(self, model: torch.nn.Module, in_norm: GaussianNormalizer,
-                 out_norm: GaussianNormalizer, metadata: Mapping[str, Any]) -> None:
-        self.model, self.in_norm, self.out_norm = model.eval(), in_norm, out_norm
-        self.metadata = dict(metadata)
-        self.io = self.metadata["io"]
-        self.device = torch.device("cpu")
+    def __init__(self, operator: NormalisedOperator, metadata: Mapping[str, Any]) -> None:
+        super().__init__(metadata)
+        self.operator = operator.eval()
+
+    @staticmethod
+    def build(block: Mapping[str, Any]) -> NormalisedOperator:
+        return NormalisedOperator.from_spec(block["model"], block["io"])
 
     def _modules(self) -> tuple[torch.nn.Module, ...]:
-        return (self.model, self.in_norm, self.out_norm)
+        return (self.operator,)
 
     @property
     def time_stepping(self) -> bool:
@@ -96,8 +97,7 @@ class Surrogate(Movable):
         outs = [] if len(x) else [torch.empty(0, self.io["out_channels"], *x.shape[2:])]
         with memory_guard(batch_size, len(x), self.device):
             for chunk in torch.split(x, batch_size):
-                z = self.model(self.in_norm.encode(chunk.to(self.device)))
-                outs.append(self.out_norm.decode(z).float().cpu())
+                outs.append(self.operator(chunk.to(self.device)).float().cpu())
         y = torch.cat(outs).numpy()
         if not channel_axis and y.shape[1] == 1:
             y = y[:, 0]
@@ -128,16 +128,12 @@ class Surrogate(Movable):
         outs = [] if len(x) else [torch.empty(0, int(steps) * x.shape[1], *x.shape[2:])]
         with memory_guard(batch_size, len(x), self.device, "rollout"):
             for chunk in torch.split(x, batch_size):
-                z, frames = chunk.to(self.device), []
-                for _ in range(int(steps)):
-                    z = self.out_norm.decode(self.model(self.in_norm.encode(z))).float()
-                    frames.append(z.cpu())
+                frames = [z.float().cpu() for z in self.operator.frames(chunk.to(self.device),
+                                                                        int(steps))]
                 outs.append(torch.cat(frames, dim=1))
         y = torch.cat(outs).numpy()
         return y[0] if single else y
 
-    def __repr__(self) -> str:
+    def describe(self) -> str:
         io = self.io
-        return (f"Surrogate({self.metadata['model'].get('_target_')}, "
-                f"{io['input_fields']} -> {io['output_fields']}, grid {io['grid']}, "
-                f"data {io['dataset'].get('name')})")
+        return f"{io['input_fields']} -> {io['output_fields']}, grid {io['grid']}"

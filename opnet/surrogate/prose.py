@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from opnet.models import build_model
 from opnet.surrogate.common import (
-    Movable,
     NonFinite,
+    OperatorSurrogate,
     as_tensor,
     check_count,
     check_nonfinite,
@@ -45,7 +46,7 @@ class ProsePrediction:
     error: str | None | list[str | None]
 
 
-class ProseSurrogate(Movable):
+class ProseSurrogate(OperatorSurrogate):
     """A trained PROSE operator: trajectory samples (+ a symbolic guess) -> the solution at
     query times and the governing equations.
 
@@ -70,15 +71,19 @@ class ProseSurrogate(Movable):
     """
 
     def __init__(self, model: torch.nn.Module, metadata: Mapping[str, Any]) -> None:
+        super().__init__(metadata)
         self.model = model.eval()
-        self.metadata = dict(metadata)
-        self.io = self.metadata["io"]
         self.mode = self.metadata["symbols"]
         self.max_dim = int(self.metadata["max_dim"])
         self.vocab = Vocabulary(int(self.metadata["vocab"]["max_dim"]))
         self._t_in = np.asarray(self.metadata["t_in"], np.float64)
         self._t_out = np.asarray(self.metadata["t_out"], np.float64)
-        self.device = torch.device("cpu")
+
+    weights_prefix = "model."  # no normalisers: the network alone
+
+    @staticmethod
+    def build(block: Mapping[str, Any]) -> torch.nn.Module:
+        return build_model(block["model"])
 
     @property
     def t_in(self) -> np.ndarray:
@@ -263,7 +268,6 @@ class ProseSurrogate(Movable):
             return ProsePrediction(out[0], prefix[0], infix[0], tokens[0], valid[0], errors[0])
         return ProsePrediction(out, prefix, infix, tokens, np.array(valid), errors)
 
-    def __repr__(self) -> str:
-        return (f"ProseSurrogate({self.metadata['model'].get('_target_')}, symbols={self.mode}, "
-                f"max_dim {self.max_dim}, {len(self._t_in)} -> {len(self._t_out)} times, "
-                f"data {self.io['dataset'].get('name')})")
+    def describe(self) -> str:
+        return (f"symbols={self.mode}, max_dim {self.max_dim}, {len(self._t_in)} -> "
+                f"{len(self._t_out)} times")

@@ -11,8 +11,8 @@ trained), the POD basis of a :class:`~opnet.models.deeponet.PODDeepONet` (fitted
 training labels before training, stored in the model's buffers), the loss (``mse``: the
 reference's, in the output normalizer's units as the references' scaled outputs, or
 ``rel_l2`` on physical outputs), and Adam/AdamW with a learning-rate schedule
-stepped every iteration (``none`` | ``inverse_time`` = DeepXDE ``("inverse time", decay_steps,
-decay_rate)`` | ``cosine`` | ``onecycle`` | ``step``).
+(:mod:`opnet.training.optim`'s vocabulary, e.g. ``inverse_time`` = DeepXDE ``("inverse time",
+decay_steps, decay_rate)``) stepped every iteration.
 
 Per-step cost is kept near the bare PyTorch loop: nothing is logged per step; the step
 losses are summed on the device and logged once per epoch as ``train/loss`` (their mean),
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -40,20 +40,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from opnet import __version__
-from opnet.data.normalizers import PointNormalizer
 from opnet.metrics import point_metrics
+from opnet.models.operator import OperatorParts, PointOperator
 from opnet.training.adam_state import adapt_adam_state
+from opnet.training.base import ConfigError, OperatorLightningModule
 from opnet.training.deeponet_fastpath import MLPDeepONetStep, unsupported_reason
 from opnet.training.flat_adam import FlatAdam
-from opnet.training.module import OPERATOR_FORMAT, ConfigError, build_model
+from opnet.training.losses import rel_l2
+from opnet.training.optim import Recipe
 
 LOSSES = ("mse", "rel_l2")
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULE_KEYS = {"none": (), "inverse_time": ("decay_steps", "decay_rate"), "cosine": ("min_lr",),
-                 "onecycle": ("div_factor", "final_div_factor", "pct_start"),
-                 "step": ("step_size", "gamma")}
-SCHEDULES = tuple(SCHEDULE_KEYS)
+#: DeepXDE's default: a constant learning rate; FlatAdam for ``fused=null`` (small networks).
+POINT_RECIPE = Recipe(scheduler="none", interval="step", prefer_flat=True)
 
 
 def point_loss(name: str, pred: Tensor, s: Tensor) -> Tensor:
@@ -61,7 +59,7 @@ def point_loss(name: str, pred: Tensor, s: Tensor) -> Tensor:
     ‖pred − s‖₂ / ‖s‖₂ over their points and outputs."""
     if name == "mse":
         return F.mse_loss(pred, s)
-    return ((pred - s).flatten(1).norm(dim=1) / s.flatten(1).norm(dim=1)).mean()
+    return rel_l2(pred, s).mean()
 
 
 def is_pod(model: Any) -> bool:
@@ -136,17 +134,16 @@ def deeponet_spec(model: Mapping[str, Any], io: Mapping[str, Any]) -> dict[str, 
     return spec
 
 
-class DeepONetModule(L.LightningModule):
+class DeepONetModule(OperatorParts, OperatorLightningModule):
     """Trains ``model`` (DeepONet / PODDeepONet) on point batches.
 
     model: plain dict with ``_target_`` and the network's keyword arguments (sizes filled
         from the data by :meth:`from_data`).
     io: :meth:`PointDataModule.io_spec` (shapes, fields, provenance).
     loss: ``"mse"`` (reference; in the output normalizer's units) or ``"rel_l2"`` (physical).
-    lr, weight_decay, optimizer (``adam`` | ``adamw``), scheduler ``{"name": ..., ...}``:
-        ``inverse_time`` (decay_steps, decay_rate: lr / (1 + rate·step/decay_steps)),
-        ``cosine`` (min_lr; over all training steps), ``onecycle`` (div_factor,
-        final_div_factor, pct_start), ``step`` (step_size, gamma); every one per iteration.
+    optimizer (``adam`` | ``adamw``), lr, weight_decay, betas, eps, scheduler (a name or
+        ``{"name": ..., ...}``, stepped per iteration unless ``interval: epoch``):
+        :mod:`opnet.training.optim`.
     in_normalizer / out_normalizer: ``none`` | ``scalar`` | ``pointwise``.
     fused: None (default): :class:`~opnet.training.flat_adam.FlatAdam` (all parameters as
         one flat buffer: the fastest for small networks); True/False: torch's Adam/AdamW
@@ -156,29 +153,22 @@ class DeepONetModule(L.LightningModule):
         the autograd gradient ~2x faster); False: always autograd.
     """
 
+    kind: ClassVar[str] = "points"
+    recipe: ClassVar[Recipe] = POINT_RECIPE
+
     def __init__(self, model: Mapping[str, Any], io: Mapping[str, Any], loss: str = "mse",
                  lr: float = 1e-3, weight_decay: float = 0.0, optimizer: str = "adam",
-                 scheduler: Mapping[str, Any] | None = None, in_normalizer: str = "none",
+                 scheduler: str | Mapping[str, Any] | None = None, in_normalizer: str = "none",
                  out_normalizer: str = "none", fused: bool | None = None,
-                 fast_path: bool = True) -> None:
+                 fast_path: bool = True, betas: tuple[float, float] | list[float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
         super().__init__()
-        for key, value, allowed in (("loss", loss, LOSSES), ("optimizer", optimizer, OPTIMIZERS),
-                                    ("scheduler.name", (scheduler or {}).get("name", "none"),
-                                     SCHEDULES)):
-            if value not in allowed:
-                raise ValueError(f"module.{key}='{value}': expected one of {allowed}")
+        if loss not in LOSSES:
+            raise ValueError(f"module.loss='{loss}': expected one of {LOSSES}")
         self.save_hyperparameters()
-        self.model = build_model(model)
-        self.pod = is_pod(self.model)
-        shape = list(io["input_shape"])
-        self.in_norm = PointNormalizer(in_normalizer, shape, 0 if len(shape) > 1 else None)
-        self.out_norm = PointNormalizer(out_normalizer, [io["n_query"], io["out_channels"]], 1)
-        self.register_buffer("sensors", torch.zeros(io["sensor_points"], io["sensor_dim"],
-                                                    dtype=torch.float64))
-        self.register_buffer("query", torch.zeros(io["n_query"], io["query_dim"],
-                                                  dtype=torch.float64))
+        self.check_options()  # a bad optimiser/schedule fails now, not at the first step
+        self.operator = PointOperator.from_spec(model, io, in_normalizer, out_normalizer)
         self.loss_name = loss
-        self.scheduler_cfg = dict(scheduler or {"name": "none"})
         self._prepared = False
         self._loss_sum: Tensor | None = None
         self._loss_count = 0
@@ -187,31 +177,34 @@ class DeepONetModule(L.LightningModule):
         self._fast: Any = None  # see _fast_path
         self.automatic_optimization = False  # per-iteration loop in training_step
 
+    # -- the normalised operator's parts ---------------------------------------------------
+    @property
+    def sensors(self) -> Tensor:
+        """Training sensor coordinates ``[m, d_s]`` (float64)."""
+        return self.operator.sensors
+
+    @property
+    def query(self) -> Tensor:
+        """Training query coordinates ``[Q, d]`` (float64)."""
+        return self.operator.query
+
+    @property
+    def pod(self) -> bool:
+        """Whether the network is a POD-DeepONet (fixed output basis)."""
+        return self.operator.pod
+
     # -- construction from data (the protocol train(cfg) uses for every module) ---------
     @classmethod
-    def from_data(cls, model: Mapping[str, Any], datamodule: Any,
-                  **kwargs: Any) -> DeepONetModule:
-        """The module for ``datamodule``'s data: sizes filled into ``model``, coordinates,
-        normalizers and (POD) basis fitted on the train split."""
-        io = datamodule.io_spec()
-        if io.get("kind") != "points":
-            raise ConfigError(f"DeepONetModule needs point data (data._target_: "
-                              f"opnet.data.points.PointDataModule), got {type(datamodule)}")
-        module = cls(model=deeponet_spec(model, io), io=io, **kwargs)
-        module.prepare(datamodule)
-        return module
+    def model_spec(cls, model: Mapping[str, Any], io: Mapping[str, Any],
+                   options: Mapping[str, Any]) -> dict[str, Any]:
+        return deeponet_spec(model, io)
 
     def prepare(self, datamodule: Any) -> None:
         """Copy the coordinates and fit normalizers (and a POD basis) on the train split."""
-        sensors, query = datamodule.coordinates()
-        self.sensors.copy_(torch.as_tensor(sensors, dtype=torch.float64))
-        self.query.copy_(torch.as_tensor(query, dtype=torch.float64))
-        u, s = datamodule.train_arrays()
-        self.in_norm.fit(u)
-        self.out_norm.fit(s)
-        if self.pod:
-            target = self.out_norm.encode(torch.as_tensor(s).to(self.out_norm.mean))
-            self.pod_variance = self.model.fit_basis(target[..., 0])
+        self.operator.set_coordinates(*datamodule.coordinates())
+        variance = self.operator.fit_normalizers(*datamodule.train_arrays())
+        if variance is not None:
+            self.pod_variance = variance
         self._prepared = True
 
     def on_fit_start(self) -> None:
@@ -223,35 +216,23 @@ class DeepONetModule(L.LightningModule):
             self.prepare(datamodule)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from opnet.checkpoint import loading_path, operator_block, verify_digest
-
-        where = loading_path(self)
-        operator_block(where, checkpoint)  # refuses newer/older formats by name
-        verify_digest(checkpoint, where)  # a damaged file is named, never trained on
+        super().on_load_checkpoint(checkpoint)  # format, digest, older layouts
         self._prepared = True  # the buffers come from the checkpoint
         states = checkpoint.get("optimizer_states")
         if states and len(states) == 1:  # FlatAdam <-> torch Adam when module.fused changed
             states[0] = adapt_adam_state(states[0], list(self.parameters()),
-                                         self._uses_flat_adam(), self.hparams.fused)
+                                         self.uses_flat_adam(), self.hparams.fused)
 
     # -- the operator in physical units -------------------------------------------------
     def forward(self, u: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         """Physical ``u``, query points ``y`` -> physical ``s`` [B, P, C_out]. ``idx``: the
         indices of ``y`` in the training query set (needed by pointwise output statistics
         and POD models when y is a subset of it)."""
-        return self.out_norm.decode(self.encoded(u, y, idx), idx)
+        return self.operator(u, y, idx)
 
     def encoded(self, u: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         """The network's output [B, P, C_out] in the output normalizer's units."""
-        u = self.in_norm.encode(u)
-        if self.pod:
-            z = self.model(u, self.query.to(u.dtype) if self.model.trunk is not None else None)
-            if idx is not None:
-                z = z[:, idx] if idx.dim() == 1 else torch.gather(
-                    z, 1, idx[..., None].expand(-1, -1, z.shape[2]))
-        else:
-            z = self.model(u, y)
-        return z
+        return self.operator.encoded(u, y, idx)
 
     def training_loss(self, batch: Mapping[str, Tensor]) -> Tensor:
         """``mse`` in the output normalizer's units (as the references train on scaled
@@ -286,6 +267,7 @@ class DeepONetModule(L.LightningModule):
         direct = self._direct_steps()
         opt = self.optimizers(use_pl_optimizer=not direct)
         sched = self.lr_schedulers()
+        per_iteration = self._interval == "step"
         fast = self._fast_path(opt) if direct else None
         last = self.trainer.max_steps
         for b in batch if isinstance(batch, list) else (batch,):
@@ -304,7 +286,7 @@ class DeepONetModule(L.LightningModule):
             if direct:  # what LightningOptimizer.step does: count it (trainer.global_step)
                 direct.increment_ready()
                 direct.increment_completed()
-            if sched is not None:
+            if sched is not None and per_iteration:
                 sched.step()
             value = loss.detach()
             self._loss_sum = value if self._loss_sum is None else self._loss_sum + value
@@ -339,6 +321,9 @@ class DeepONetModule(L.LightningModule):
         return self._direct
 
     def on_train_epoch_end(self) -> None:
+        sched = self.lr_schedulers()
+        if sched is not None and self._interval == "epoch":
+            sched.step()
         if not self._loss_count:
             return
         batch = self._last_batch
@@ -347,19 +332,10 @@ class DeepONetModule(L.LightningModule):
         self.log_dict({"train/loss": self._loss_sum / self._loss_count, "train/loss_end": end},
                       on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
 
-    def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:
+    def evaluate_batch(self, batch: dict[str, Tensor], stage: str) -> None:
         pred, s = self(batch["u"], batch["y"]).float(), batch["s"].float()
-        err = pred - s
-        rel = err.flatten(1).norm(dim=1) / s.flatten(1).norm(dim=1)
-        self.log_dict({f"{stage}/rel_l2": rel.mean(), f"{stage}/mse": err.square().mean()},
-                      on_step=False, on_epoch=True, prog_bar=stage == "val", sync_dist=True,
-                      batch_size=len(pred))
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        self.log_metrics(stage, {"rel_l2": rel_l2(pred, s).mean(),
+                                 "mse": (pred - s).square().mean()}, len(pred))
 
     @torch.no_grad()
     def figure_data(self, batch: Mapping[str, Tensor], n: int = 4) -> dict[str, Any]:
@@ -383,56 +359,13 @@ class DeepONetModule(L.LightningModule):
                 "equations": None}
 
     # -- optimiser -------------------------------------------------------------------------
-    def configure_optimizers(self):
-        adamw = self.hparams.optimizer == "adamw"
-        params = list(self.parameters())
-        fused = self.hparams.fused
-        if self._uses_flat_adam():
-            # one flat buffer: a few vector ops per step instead of per-tensor kernels
-            opt = FlatAdam(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
-                           decoupled_weight_decay=adamw)
-        else:
-            cls = torch.optim.AdamW if adamw else torch.optim.Adam
-            opt = cls(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
-                      fused=bool(fused) and all(p.device.type in ("cpu", "cuda")
-                                                for p in params))
-        cfg = {k: v for k, v in self.scheduler_cfg.items() if v is not None}
-        name = cfg.pop("name", "none")
-        unknown = sorted(set(cfg) - {k for keys in SCHEDULE_KEYS.values() for k in keys})
-        if unknown:  # keys of the other schedules are ignored, so switching is one override
-            raise ValueError(f"module.scheduler: unknown option(s) {unknown}; the schedules "
-                             f"take {SCHEDULE_KEYS}")
-        if name == "none":
-            return opt
-        return {"optimizer": opt,
-                "lr_scheduler": {"scheduler": self._schedule(opt, name, cfg),
-                                 "interval": "step", "frequency": 1}}
+    @property
+    def _interval(self) -> str:
+        return self.scheduler_spec()["interval"]
 
-    def _uses_flat_adam(self) -> bool:
-        """FlatAdam (``fused`` None and one dtype/device) rather than torch's Adam/AdamW."""
-        params = list(self.parameters())
-        return self.hparams.fused is None and len({(p.dtype, p.device) for p in params}) == 1
-
-    def _schedule(self, opt: torch.optim.Optimizer, name: str, cfg: dict[str, Any]):
-        sched = torch.optim.lr_scheduler
-        if name == "inverse_time":
-            steps = float(cfg.get("decay_steps", 1))
-            rate = float(cfg.get("decay_rate", 0.0))
-            if steps <= 0:
-                raise ValueError(f"module.scheduler.decay_steps={steps}: expected > 0")
-            return sched.LambdaLR(opt, lambda step: 1.0 / (1.0 + rate * step / steps))
-        if name == "step":
-            if "step_size" not in cfg:
-                raise ValueError("module.scheduler (step) needs step_size (iterations)")
-            return sched.StepLR(opt, step_size=int(cfg["step_size"]),
-                                gamma=float(cfg.get("gamma", 0.5)))
-        total = self.total_iterations()
-        if name == "cosine":
-            return sched.CosineAnnealingLR(opt, T_max=total, eta_min=float(cfg.get("min_lr", 0)))
-        return sched.OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=total,
-                                div_factor=float(cfg.get("div_factor", 25.0)),
-                                final_div_factor=float(cfg.get("final_div_factor", 1e4)),
-                                pct_start=float(cfg.get("pct_start", 0.3)))
+    def total_steps(self, interval: str) -> int:
+        """Schedule steps of the run: optimizer iterations (not Lightning steps), or epochs."""
+        return self.total_iterations() if interval == "step" else super().total_steps(interval)
 
     def total_iterations(self) -> int:
         """Optimizer iterations of the whole run (max_steps, or epochs x iterations per
@@ -451,19 +384,10 @@ class DeepONetModule(L.LightningModule):
         return min(bounds)
 
     # -- checkpoint ------------------------------------------------------------------------
-    def operator_block(self) -> dict[str, Any]:
-        """What :func:`opnet.load_operator` needs (plain types only)."""
-        return {"format_version": OPERATOR_FORMAT, "module": "DeepONetModule",
-                "model": dict(self.hparams.model), "io": dict(self.hparams.io),
-                "sensors": self.sensors.cpu().tolist(), "query": self.query.cpu().tolist(),
+    def operator_extras(self) -> dict[str, Any]:
+        return {"sensors": self.sensors.cpu().tolist(), "query": self.query.cpu().tolist(),
                 "normalizers": {"in": self.in_norm.kind, "out": self.out_norm.kind},
-                "loss": self.loss_name, "opnet_version": __version__,
-                "torch_version": str(torch.__version__)}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from opnet.checkpoint import write_operator
-
-        write_operator(checkpoint, self.operator_block())  # + digest, checked by every load
+                "loss": self.loss_name}
 
 
 def lightning_step_counter(trainer: L.Trainer) -> Any | None:

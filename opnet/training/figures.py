@@ -79,7 +79,7 @@ class ValidationFigures(L.Callback):
         try:
             with trainer.precision_plugin.val_step_context():  # as in validation_step
                 data = pl_module.figure_data(batch, self.n_samples)
-            fig = plot.sample_figure(**data, max_samples=self.n_samples)
+            fig = _figure_function(pl_module)(**data, max_samples=self.n_samples)
             for writer in self._writers(trainer):
                 writer.add_figure(self.tag, fig, global_step=step, close=False)
         except Exception as err:  # noqa: BLE001 - a figure must never stop training
@@ -92,3 +92,12 @@ class ValidationFigures(L.Callback):
     def _give_up(self, message: str) -> None:
         self._off = True
         rank_zero_warn(message)
+
+
+def _figure_function(pl_module: L.LightningModule) -> Any:
+    """The figure function of the module's family (:mod:`opnet.families`), else
+    :func:`opnet.plot.sample_figure`."""
+    from opnet.families import FAMILIES, load_object
+
+    family = FAMILIES.get(getattr(pl_module, "kind", ""))
+    return load_object(family.figure, "family figure") if family else plot.sample_figure

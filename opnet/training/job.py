@@ -1,8 +1,8 @@
 """``train(cfg)``: the training job behind ``python train.py ...`` (Hydra-composed cfg).
 
 Builds the datamodule (generating its data if missing), the LightningModule named by
-``module._target_`` (OperatorModule for grid operators, DeepONetModule for DeepONets)
-through its ``from_data(model, datamodule, **options)``, the Lightning Trainer with callbacks
+``module._target_`` (unset: the family of the data, :mod:`opnet.families`) through its
+``from_data(model, datamodule, **options)``, the Lightning Trainer with callbacks
 and loggers; fits (resuming from ``ckpt_path`` when given), tests the best checkpoint, writes
 ``metrics.json`` and prints where everything is.
 """
@@ -24,6 +24,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
+from opnet.data.build import instantiate_datamodule
+from opnet.families import family_of
 from opnet.files import write_text_atomic
 from opnet.threads import configure_threads, train_work
 from opnet.training.compile import maybe_compile
@@ -40,9 +42,6 @@ from opnet.training.resume import (
 )
 
 __all__ = ["ConfigError", "build_module", "check_config", "model_spec", "train"]
-
-DEFAULT_MODULE = "opnet.training.module.OperatorModule"
-
 
 def model_spec(cfg: DictConfig, io: dict[str, Any]) -> dict[str, Any]:
     """Plain model dict with in/out channels taken from the data (or checked against it)."""
@@ -64,10 +63,18 @@ def module_class(target: str) -> type[L.LightningModule]:
 
 
 def build_module(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
-    """The LightningModule named by ``module._target_`` (default: OperatorModule), made from
-    the model config and the datamodule (sizes and normalizers from the train split)."""
-    options = OmegaConf.to_container(cfg.module, resolve=True)
-    cls = module_class(options.pop("_target_", DEFAULT_MODULE))
+    """The LightningModule named by ``module._target_`` (none named: the family of the
+    data's kind, :mod:`opnet.families`), made from the model config and the datamodule
+    (sizes and normalizers from the train split)."""
+    options = OmegaConf.to_container(cfg.module, resolve=True) if cfg.get("module") else {}
+    target = options.pop("_target_", None)
+    if target is None:
+        try:
+            target = family_of(datamodule.io_spec()).module
+        except ValueError as err:
+            raise ConfigError(f"module._target_ is not set and {err}") from err
+        check_arguments("module", module_class(target).__init__, options, skip=("model", "io"))
+    cls = module_class(target)
     return cls.from_data(OmegaConf.to_container(cfg.model, resolve=True), datamodule, **options)
 
 
@@ -127,9 +134,9 @@ def check_config(cfg: DictConfig) -> None:
             continue
         options = OmegaConf.to_container(group, resolve=True)
         check_arguments(key, _import(options["_target_"], key), options, skip)
-    if cfg.get("module") is not None:
+    if cfg.get("module") is not None and cfg.module.get("_target_"):
         options = OmegaConf.to_container(cfg.module, resolve=True)
-        cls = module_class(options.get("_target_", DEFAULT_MODULE))
+        cls = module_class(options["_target_"])
         check_arguments("module", cls.__init__, options, skip=("model", "io"))
 
 
@@ -176,7 +183,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule = instantiate_datamodule(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
@@ -250,7 +257,7 @@ def _extra_tests(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
     e.g. out-of-distribution inputs); metrics as ``<name>/test/...``."""
     metrics: dict[str, float] = {}
     for name, data_cfg in (cfg.get("extra_tests") or {}).items():
-        datamodule = instantiate(data_cfg, _convert_="all")
+        datamodule = instantiate_datamodule(data_cfg)
         datamodule.prepare_data()
         datamodule.setup("test")
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None,

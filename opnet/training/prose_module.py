@@ -8,9 +8,10 @@ teacher-forced logits against ``target [EOS]`` (padding ignored; mean over the b
 tokens). A model without symbol decoder (``symbol_output=False``) has the data loss only.
 
 **Optimiser**: AdamW (decoupled weight decay 1e-4, betas 0.9/0.999, eps 1e-8) at lr 1e-4
-with the reference's ``adam_inverse_sqrt`` schedule (:func:`inverse_sqrt_lr`), stepped
-every iteration. Gradient clipping (1.0) and bf16 are the Trainer's
-(``trainer.gradient_clip_val``, ``trainer.precision``).
+with the reference's ``adam_inverse_sqrt`` schedule (:func:`inverse_sqrt_lr`, its warm-up
+``warmup_steps``/``warmup_init_lr``), stepped every iteration; any schedule of
+:mod:`opnet.training.optim` by ``module.scheduler``. Gradient clipping (1.0) and bf16 are the
+Trainer's (``trainer.gradient_clip_val``, ``trainer.precision``).
 
 **Metrics** (:mod:`opnet.training.prose_metrics`): validation logs ``val/rel_l2`` (the mean
 relative L2 error on [2, 6] against the noisy targets: the checkpoint selection),
@@ -29,19 +30,18 @@ only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from opnet import __version__
+from opnet.models import build_model
 from opnet.symbolic import Expr, Vocabulary
-from opnet.training.module import OPERATOR_FORMAT, ConfigError, build_model
+from opnet.training.base import ConfigError, OperatorLightningModule
+from opnet.training.optim import Recipe, inverse_sqrt_lr
 from opnet.training.prose_metrics import (
     WINDOWS,
     decode_ids,
@@ -69,12 +69,7 @@ def symbol_loss(logits: Tensor, target_out: Tensor, pad_id: int) -> Tensor:
                            ignore_index=pad_id)
 
 
-def inverse_sqrt_lr(step: int, lr: float, warmup_steps: int, warmup_init_lr: float) -> float:
-    """The reference's ``adam_inverse_sqrt``: linear from ``warmup_init_lr`` (step 0) to
-    ``lr`` (step ``warmup_steps``), then ``lr · √(warmup_steps / step)``."""
-    if step < warmup_steps:
-        return warmup_init_lr + (lr - warmup_init_lr) * step / warmup_steps
-    return lr * math.sqrt(warmup_steps / max(step, 1))
+__all__ = ["ProseModule", "data_loss", "inverse_sqrt_lr", "prose_spec", "symbol_loss"]
 
 
 def prose_spec(model: Mapping[str, Any], io: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,15 +130,16 @@ class _Sums:
 
 
 # ------------------------------------------------------------------------------ module
-class ProseModule(L.LightningModule):
+class ProseModule(OperatorLightningModule):
     """Trains PROSE on ``ProseDataModule`` batches.
 
     model: plain dict with ``_target_`` and the network's keyword arguments (vocabulary and
         max_dim filled from the data by :meth:`from_data`).
     io: :meth:`ProseDataModule.io_spec` (vocabulary, times, mode, provenance).
     data_loss_weight, symbol_loss_weight: the loss weights (6, 1).
-    lr, weight_decay, betas, eps: AdamW; warmup_steps, warmup_init_lr: the inverse-sqrt
-        schedule (:func:`inverse_sqrt_lr`).
+    optimizer (``adamw``), lr, weight_decay, betas, eps, fused, scheduler (default
+        ``inverse_sqrt``): :mod:`opnet.training.optim`; warmup_steps, warmup_init_lr: the
+        inverse-sqrt schedule's warm-up (:func:`inverse_sqrt_lr`; the PROSE recipe).
     max_decode_len: greedy decoding length (150, the reference's).
     val_decode_samples: validation samples (the first of the split) that are greedy-decoded
         for ``val/valid_pct`` and ``val/expr_error`` (0: none); test_decode_samples: the
@@ -154,6 +150,8 @@ class ProseModule(L.LightningModule):
         the Trainer does not clip gradients under mixed precision).
     """
 
+    kind: ClassVar[str] = "prose"
+
     def __init__(self, model: Mapping[str, Any], io: Mapping[str, Any],
                  data_loss_weight: float = 6.0, symbol_loss_weight: float = 1.0,
                  lr: float = 1e-4, weight_decay: float = 1e-4,
@@ -162,13 +160,15 @@ class ProseModule(L.LightningModule):
                  max_decode_len: int = 150, val_decode_samples: int = 256,
                  test_decode_samples: int | None = None, expression_points: int = 50,
                  expression_seed: int = 0, text_ode_solve: bool = False,
-                 fused: bool | None = None) -> None:
+                 fused: bool | None = None, optimizer: str = "adamw",
+                 scheduler: str | Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if int(warmup_steps) < 1:
             raise ValueError(f"module.warmup_steps={warmup_steps}: expected an integer >= 1")
         if len(betas) != 2:
             raise ValueError(f"module.betas={list(betas)}: expected two numbers")
         self.save_hyperparameters()
+        self.check_options()  # a bad optimiser/schedule fails now, not at the first step
         self.model = build_model(model)
         v = io["vocab"]
         self.pad_id = int(v["pad_id"])
@@ -180,20 +180,24 @@ class ProseModule(L.LightningModule):
         self.symbol_output = bool(getattr(self.model, "symbol_output", True))
         self._sums = _Sums()
 
+    @property
+    def recipe(self) -> Recipe:  # type: ignore[override]
+        """Inverse-sqrt with this module's warm-up (the PROSE recipe)."""
+        h = self.hparams
+        return Recipe(scheduler="inverse_sqrt", interval="step", options={"inverse_sqrt": {
+            "warmup_steps": int(h.warmup_steps), "warmup_init_lr": float(h.warmup_init_lr)}})
+
     @classmethod
-    def from_data(cls, model: Mapping[str, Any], datamodule: Any, **kwargs: Any) -> ProseModule:
-        """The module for ``datamodule``'s data (vocabulary and max_dim filled in)."""
-        io = datamodule.io_spec()
-        if io.get("kind") != "prose":
-            raise ConfigError(f"ProseModule needs PROSE data (data._target_: "
-                              f"opnet.data.prose.ProseDataModule), got {type(datamodule)}")
+    def model_spec(cls, model: Mapping[str, Any], io: Mapping[str, Any],
+                   options: Mapping[str, Any]) -> dict[str, Any]:
+        """Vocabulary and max_dim from the data; the decoding length checked."""
         spec = prose_spec(model, io)
-        decode_len = int(kwargs.get("max_decode_len", 150))
+        decode_len = int(options.get("max_decode_len", 150))
         positions = int(spec.get("max_positions", 512))
         if spec.get("symbol_output", True) and decode_len > positions:
             raise ConfigError(f"module.max_decode_len={decode_len} exceeds the decoder's "
                               f"model.max_positions={positions}")
-        return cls(model=spec, io=io, **kwargs)
+        return spec
 
     # -- network ---------------------------------------------------------------------------
     def forward(self, batch: Mapping[str, Tensor], logits: bool = True
@@ -232,11 +236,10 @@ class ProseModule(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._sums = _Sums()
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.hparams.val_decode_samples)
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.hparams.test_decode_samples)
+    def evaluate_batch(self, batch: dict[str, Tensor], stage: str) -> None:
+        limit = self.hparams.val_decode_samples if stage == "val" else \
+            self.hparams.test_decode_samples
+        self._evaluate(batch, stage, limit)
 
     def on_validation_epoch_end(self) -> None:
         self._log_sums("val")
@@ -338,51 +341,11 @@ class ProseModule(L.LightningModule):
                 "coords": {"in": b["t_in"].double().cpu().numpy(),
                            "out": b["t_out"].double().cpu().numpy()}}
 
-    # -- optimiser -------------------------------------------------------------------------
-    def configure_optimizers(self):
-        h = self.hparams
-        params = list(self.parameters())
-        trainer = self._trainer
-        mixed_clip = trainer is not None and "mixed" in str(trainer.precision) and bool(
-            trainer.gradient_clip_val)
-        fused = h.fused
-        if fused is None:  # Lightning cannot clip the gradients of a fused optimizer under AMP
-            fused = not mixed_clip and all(p.dtype in (torch.float32, torch.float64) and
-                                           p.device.type in ("cpu", "cuda") for p in params)
-        elif fused and mixed_clip:
-            raise ConfigError(f"module.fused=true with trainer.precision={trainer.precision} "
-                              "and trainer.gradient_clip_val: Lightning cannot clip the "
-                              "gradients of a fused optimizer under mixed precision; use "
-                              "module.fused=null")
-        opt = torch.optim.AdamW(params, lr=h.lr, betas=tuple(h.betas), eps=h.eps,
-                                weight_decay=h.weight_decay, fused=bool(fused))
-        lr, warmup, init = float(h.lr), int(h.warmup_steps), float(h.warmup_init_lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: inverse_sqrt_lr(step, lr, warmup, init) / lr)
-        return {"optimizer": opt,
-                "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
-
     # -- checkpoint ------------------------------------------------------------------------
-    def operator_block(self) -> dict[str, Any]:
-        """What :func:`opnet.load_operator` needs (plain types only)."""
+    def operator_extras(self) -> dict[str, Any]:
         io = dict(self.hparams.io)
-        return {"format_version": OPERATOR_FORMAT, "module": "ProseModule",
-                "model": dict(self.hparams.model), "io": io, "symbols": io["symbols"],
-                "max_dim": int(io["max_dim"]), "vocab": dict(io["vocab"]),
-                "t_in": list(io["t_in"]), "t_out": list(io["t_out"]),
+        return {"symbols": io["symbols"], "max_dim": int(io["max_dim"]),
+                "vocab": dict(io["vocab"]), "t_in": list(io["t_in"]), "t_out": list(io["t_out"]),
                 "max_decode_len": int(self.hparams.max_decode_len),
                 "expression_points": int(self.hparams.expression_points),
-                "expression_seed": int(self.hparams.expression_seed),
-                "opnet_version": __version__, "torch_version": str(torch.__version__)}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from opnet.checkpoint import loading_path, operator_block, verify_digest
-
-        where = loading_path(self)
-        operator_block(where, checkpoint)  # refuses newer/older formats by name
-        verify_digest(checkpoint, where)  # a damaged file is named, never trained on
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from opnet.checkpoint import write_operator
-
-        write_operator(checkpoint, self.operator_block())  # + digest, checked by every load
+                "expression_seed": int(self.hparams.expression_seed)}

@@ -1,0 +1,1 @@
+"""Hydra configs of mypkg: hydra.searchpath=[pkg://mypkg.conf] (pkg:// wants a package)."""
