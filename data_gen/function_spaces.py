@@ -14,22 +14,41 @@ Two spaces, each drawn one sample per ``np.random.Generator`` (sample i uses onl
 A drawn batch is a :class:`FunctionBatch`: evaluate all functions at shared points
 (``u(x)`` -> [n, q]), each function at its own points (``u.at(index, t)``), or the exact
 integral from the left end (``u.antiderivative(x)``). Everything is float64.
+
+Threads: K + 1e-13·I is ill-conditioned (l = 0.2, N = 1000: cond ~1e13), so the rounding of a
+multi-threaded (blocked, parallel) Cholesky changes L by up to ~3e-3 and u by up to ~0.05.
+The factorisation and the products L·z therefore run with BLAS on one thread: the same bytes
+for any OMP/OPENBLAS/MKL_NUM_THREADS (the bytes of the single-threaded run before this rule).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from numpy.polynomial import chebyshev as cheb
 from scipy.interpolate import CubicSpline, PPoly
+from threadpoolctl import ThreadpoolController
 
 Space = Literal["grf", "chebyshev"]
 SPACES = ("grf", "chebyshev")
 GRF_JITTER = 1e-13  # added to the kernel diagonal before the Cholesky factorisation (reference)
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The BLAS/LAPACK libraries loaded now (numpy's and scipy's), found once per process."""
+    return ThreadpoolController()
+
+
+def one_blas_thread() -> AbstractContextManager[object]:
+    """Context manager: BLAS/LAPACK on one thread inside, so rounding does not depend on the
+    thread count (~10 µs to enter and leave)."""
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def rbf_kernel(x: np.ndarray, y: np.ndarray, length_scale: float) -> np.ndarray:
@@ -43,13 +62,15 @@ def rbf_cholesky(length_scale: float, n_points: int, a: float = 0.0, b: float = 
                  ) -> np.ndarray:
     """Lower Cholesky factor of K + 1e-13·I on linspace(a, b, n_points): [N, N], read-only.
 
+    Factorised with BLAS on one thread (same bytes for any thread count, see the module doc).
     Raises ValueError if the factorisation fails (the jitter is too small for l, N).
     """
     x = np.linspace(a, b, n_points)
     k = rbf_kernel(x, x, length_scale)
     k[np.diag_indices_from(k)] += GRF_JITTER
     try:
-        chol = np.linalg.cholesky(k)
+        with one_blas_thread():
+            chol = np.linalg.cholesky(k)
     except np.linalg.LinAlgError as err:
         raise ValueError(f"grf: Cholesky of the RBF kernel (length_scale={length_scale}, "
                          f"{n_points} points on [{a}, {b}]) + {GRF_JITTER}·I failed; use fewer "
@@ -177,12 +198,14 @@ def sample_grf(rngs: Sequence[np.random.Generator], length_scale: float = 0.2,
     """RBF GRF samples on ``n_points`` equispaced knots of ``domain``, as cubic splines.
 
     Sample i is L·z_i with z_i = ``rngs[i].standard_normal(n_points)`` (one matrix-vector
-    product per sample, so its bytes do not depend on the batch).
+    product per sample on one BLAS thread, so its bytes depend neither on the batch nor on the
+    thread count).
     """
     a, b = float(domain[0]), float(domain[1])
     chol = rbf_cholesky(float(length_scale), int(n_points), a, b)
-    values = np.stack([chol @ r.standard_normal(n_points) for r in rngs]) if len(rngs) else \
-        np.zeros((0, n_points))
+    with one_blas_thread():
+        values = np.stack([chol @ r.standard_normal(n_points) for r in rngs]) if len(rngs) \
+            else np.zeros((0, n_points))
     return SplineFunctions.from_values(np.linspace(a, b, n_points), values)
 
 

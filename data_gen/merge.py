@@ -14,7 +14,8 @@ from pathlib import Path
 from data_gen.locking import GenerationError, is_storage_error, locked, storage_error
 from opnet.data import h5
 
-KEEP = ("pde", "split", "generator_config", "seed", "seed_scheme", "split_id", "split_samples")
+KEEP = ("pde", "split", "generator_config", "seed", "seed_scheme", "split_id", "split_samples",
+        "labelled")
 
 
 def merge(out: str | os.PathLike) -> dict[str, Path]:
@@ -45,7 +46,8 @@ def _merge(out: Path) -> dict[str, Path]:
         attrs = [h5.read_attrs(p) for p in shards]
         first = attrs[0]
         for path, a in zip(shards, attrs, strict=True):
-            for key in ("pde", "generator_config", "seed", "n_shards", "split_samples"):
+            for key in ("pde", "generator_config", "seed", "n_shards", "split_samples",
+                        "labelled"):
                 if a.get(key) != first.get(key):
                     raise GenerationError(
                         f"{path}: {key}={a.get(key)!r} differs from {shards[0].name} "

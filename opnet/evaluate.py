@@ -99,6 +99,10 @@ def evaluate_points(op: DeepONetSurrogate, data_dir: str | os.PathLike, split: s
            "train_n_query": int(len(op.query))}
     row.update(_jsonable(point_metrics(pred, s)))
     u = data.u.numpy()
+    from opnet.physics import point_residual_metrics  # the PDE residual, where one exists
+
+    if not op.pod:
+        row.update(point_residual_metrics(path, op.operator, u, op.sensors))
     return Evaluation(row, "points", u[:keep], s[:keep], pred[:keep],
                       {"sensors": geo["sensors"], "query": geo["query"]},
                       errors=per_sample_rel_l2(pred, s))
@@ -129,6 +133,10 @@ def evaluate_grid(op: Surrogate, data_dir: str | os.PathLike, split: str = "test
     row = {"data": str(path), "grid": list(y.shape[2:]), "samples": len(y),
            "train_grid": io["grid"]}
     row.update(_jsonable(grid_metrics(pred, y)))
+    if not dataset.get("trajectory_field"):  # the PDE residual, where the problem has one
+        from opnet.physics import grid_residual_metrics
+
+        row.update(grid_residual_metrics(path, x, pred, y))
     kind = "grid2d" if y.ndim == 4 else "grid1d"
     coords = None
     if kind == "grid1d":

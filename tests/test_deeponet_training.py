@@ -281,7 +281,8 @@ def test_configuration_mistakes_are_named(antiderivative_small, darcy16, tmp_pat
 # ------------------------------------------------------------------------------ experiments
 DEEPONET_EXPERIMENTS = ["deeponet_antiderivative", "deeponet_antiderivative_reference",
                         "deeponet_nonlinear_ode", "deeponet_diffusion_reaction",
-                        "deeponet_burgers", "deeponet_darcy"]
+                        "deeponet_burgers", "deeponet_darcy",
+                        "deeponet_antiderivative_physics", "deeponet_diffusion_reaction_physics"]
 
 
 def test_every_deeponet_experiment_is_listed():
@@ -324,15 +325,18 @@ def test_every_deeponet_experiment_composes_and_runs_one_batch(experiment, exper
                                                                tmp_path):
     """Each experiment's network, data module and recipe, one training step (of
     batches_per_step iterations), one validation and test batch, on a tiny set of its kind."""
-    kind = experiment.removeprefix("deeponet_").removesuffix("_reference")
+    kind = experiment.removeprefix("deeponet_").removesuffix("_reference").removesuffix(
+        "_physics")
     overrides = [f"experiment={experiment}", "debug=fdr", "data.generate=null",
                  f"data.data_dir={experiment_data(kind)}", f"paths.output_dir={tmp_path}"]
-    if kind == "antiderivative":
+    if kind == "antiderivative" and not experiment.endswith("_physics"):
         overrides += [f"extra_tests.chebyshev.data_dir={experiment_data('chebyshev')}",
                       "extra_tests.chebyshev.generate=null"]
     metrics = train(compose_train(*overrides))
     assert np.isfinite(metrics["test/rel_l2"]) and np.isfinite(metrics["test/mse"])
-    if kind == "antiderivative":
+    if experiment.endswith("_physics"):
+        assert np.isfinite(metrics["test/residual"])
+    elif kind == "antiderivative":
         assert np.isfinite(metrics["chebyshev/test/mse"])
 
 

@@ -167,3 +167,15 @@ def test_deeponet_steps_an_epoch_schedule_once_per_epoch(tmp_path):
     trainer.fit(module, DataLoader(batches, batch_size=None))
     assert trainer.global_step == 12  # iterations
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 ** 3)
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 4, 5, 9, 10])
+def test_onecycle_per_epoch_works_for_short_runs(epochs):
+    """5 epochs x pct_start 0.2 made torch divide by a zero-length warm-up
+    (ZeroDivisionError at the first step of `python train.py trainer.max_epochs=5`)."""
+    module = OperatorModule(MGNO, GRID_IO, lr=1e-3)
+    lrs = _lrs(module, epochs, epochs=epochs)
+    assert all(math.isfinite(v) and 0 < v <= 1e-3 * (1 + 1e-9) for v in lrs)
+    if epochs >= 3:
+        assert max(lrs) == pytest.approx(1e-3) and lrs[0] == pytest.approx(1e-3 / 2)
+

@@ -23,7 +23,14 @@ import numpy as np
 
 from data_gen.function_spaces import FunctionBatch
 from data_gen.pdes.base import Fields
-from data_gen.pdes.deeponet_problems import ODEConfig, ode_coords, rk45_reference, with_redraws
+from data_gen.pdes.deeponet_problems import (
+    ODEConfig,
+    check_solve,
+    inputs_only,
+    ode_coords,
+    rk45_reference,
+    with_redraws,
+)
 
 #: Samples per chunk when ``chunk_size`` is not given: 512 samples took 1.22 s in chunks of 16,
 #: 0.15 s in chunks of 256 (per-chunk overhead dominates; runner default 16).
@@ -33,6 +40,12 @@ DEFAULT_CHUNK = 256
 @dataclass(frozen=True)
 class AntiderivativeConfig(ODEConfig):
     NAME: ClassVar[str] = "antiderivative"
+
+    solve: bool = True  # false: inputs only (no labels; unlabelled physics-informed data)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_solve(self.NAME, self.solve)
 
 
 Config = AntiderivativeConfig
@@ -52,7 +65,10 @@ def labels(u: FunctionBatch, query: np.ndarray, solver: str = "accurate") -> np.
 
 
 def sample(cfg: AntiderivativeConfig, rngs: Sequence[np.random.Generator]) -> Fields:
-    """One chunk: ``inputs/u`` [n, m], ``outputs/s`` [n, Q] (float32)."""
+    """One chunk: ``inputs/u`` [n, m], ``outputs/s`` [n, Q] (float32); ``solve=False``:
+    ``inputs/u`` only (the same inputs, :func:`inputs_only`)."""
+    if not cfg.solve:
+        return inputs_only(cfg, rngs)
     query = cfg.query()
 
     def solve(u: FunctionBatch):

@@ -60,6 +60,7 @@ class DarcyConfig:
     coefficient: str = "threshold"  # "threshold" (thresholded GRF) or "multiscale" (unverified)
     scales: int = 6  # multiscale: number K of frequency octaves (6 is a guess)
     solver: str = "auto"  # "direct", "multigrid", or "auto" (multigrid from MULTIGRID_FROM)
+    solve: bool = True  # false: inputs only (no outputs; unlabelled physics-informed data)
 
     def __post_init__(self) -> None:
         def bad(key: str, expected: str) -> ValueError:
@@ -79,6 +80,8 @@ class DarcyConfig:
             raise bad("scales", "an integer in 1..30")
         if self.solver not in SOLVERS:
             raise bad("solver", ", ".join(map(repr, SOLVERS)))
+        if not isinstance(self.solve, bool | np.bool_):
+            raise bad("solve", "true or false")
 
 
 Config = DarcyConfig
@@ -100,13 +103,15 @@ def coefficients(cfg: DarcyConfig, rngs: Sequence[np.random.Generator]) -> np.nd
 
 
 def sample(cfg: DarcyConfig, rngs: Sequence[np.random.Generator]) -> Fields:
-    """One chunk: ``inputs/coeff`` and ``outputs/sol``, float32 [len(rngs), 1, s, s]."""
+    """One chunk: ``inputs/coeff`` and ``outputs/sol``, float32 [len(rngs), 1, s, s]
+    (``solve=False``: ``inputs/coeff`` only; the solve draws no random numbers, so the inputs
+    are those of the solved data with the same seed)."""
     coeff = coefficients(cfg, rngs)
-    sol = solve_with(cfg.solver, coeff, cfg.forcing)
-    return {
-        "inputs": {"coeff": coeff[:, None].astype(np.float32)},
-        "outputs": {"sol": sol[:, None].astype(np.float32)},
-    }
+    fields: Fields = {"inputs": {"coeff": coeff[:, None].astype(np.float32)}}
+    if cfg.solve:
+        sol = solve_with(cfg.solver, coeff, cfg.forcing)
+        fields["outputs"] = {"sol": sol[:, None].astype(np.float32)}
+    return fields
 
 
 def multiscale_frequencies(rngs: Sequence[np.random.Generator], scales: int = 6) -> np.ndarray:

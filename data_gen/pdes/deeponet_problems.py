@@ -30,6 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from data_gen.function_spaces import SPACES, FunctionBatch, sample_space
+from data_gen.pdes.base import Fields
 from data_gen.pdes.deeponet_pde_solvers import (  # re-exported: the PDE label solvers
     advection_exact,
     advection_reference,
@@ -386,6 +387,19 @@ def with_redraws(name: str, rngs: Sequence[np.random.Generator], draw: Callable,
         why[todo] = why_new
         todo = todo[~ok_new]
     return arrays, redraws
+
+
+def check_solve(name: str, solve: object) -> None:
+    """``solve`` (the config key that skips the label solve) must be a bool."""
+    if not isinstance(solve, bool | np.bool_):
+        _fail(name, "solve", solve, "true or false")
+
+
+def inputs_only(cfg: InputConfig, rngs: Sequence[np.random.Generator]) -> Fields:
+    """``{"inputs": {"u": [n, m] float32}}``: the input functions at the sensors, unsolved
+    (``solve=False``). The label solves draw no random numbers and never redraw (a failure
+    raises), so these are the inputs of the solved data from the same generators."""
+    return {"inputs": {"u": cfg.draw(list(rngs))(cfg.sensors()).astype(np.float32)}}
 
 
 def ode_reasons(est: np.ndarray, finite: np.ndarray, tol: float = ODE_TOL) -> np.ndarray:

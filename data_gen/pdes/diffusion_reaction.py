@@ -30,7 +30,9 @@ from data_gen.pdes.deeponet_problems import (
     GridConfig,
     _fail,
     _is_int,
+    check_solve,
     grid_coords,
+    inputs_only,
     solve_adr_reference,
     solve_diffusion_reaction,
     with_redraws,
@@ -45,6 +47,7 @@ class DiffusionReactionConfig(GridConfig):
     k: float = 0.01  # reaction coefficient (+k s²)
     refine: int = 8  # accurate solver: fine grid (nx − 1)·refine + 1 nodes (even, >= 2)
     substeps: int = 1  # accurate solver: ETDRK4 steps per output interval
+    solve: bool = True  # false: inputs only (no labels; unlabelled physics-informed data)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,6 +59,7 @@ class DiffusionReactionConfig(GridConfig):
             _fail(self.NAME, "refine", self.refine, "an even integer >= 2")
         if not (_is_int(self.substeps) and self.substeps >= 1):
             _fail(self.NAME, "substeps", self.substeps, "an integer >= 1")
+        check_solve(self.NAME, self.solve)
 
 
 Config = DiffusionReactionConfig
@@ -86,7 +90,10 @@ def labels(cfg: DiffusionReactionConfig, u: FunctionBatch) -> tuple[np.ndarray, 
 
 
 def sample(cfg: DiffusionReactionConfig, rngs: Sequence[np.random.Generator]) -> Fields:
-    """One chunk: ``inputs/u`` [n, m], ``outputs/s`` [n, nx·nt] (x-major) float32."""
+    """One chunk: ``inputs/u`` [n, m], ``outputs/s`` [n, nx·nt] (x-major) float32;
+    ``solve=False``: ``inputs/u`` only (the same inputs, :func:`inputs_only`)."""
+    if not cfg.solve:
+        return inputs_only(cfg, rngs)
 
     def solve(u: FunctionBatch):
         s, why = labels(cfg, u)

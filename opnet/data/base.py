@@ -68,6 +68,16 @@ def stage_splits(stage: str | None) -> list[str]:
     return ["train", *[s for s in need if s != "train"]]
 
 
+def check_labels(labels: object) -> int | None:
+    """``data.labels`` as an int >= 0 or None (a ValueError naming the key otherwise)."""
+    if labels is None:
+        return None
+    if isinstance(labels, bool) or not isinstance(labels, int) or labels < 0:
+        raise ValueError(f"data.labels={labels!r}: expected an integer >= 0 (the labelled "
+                         "train samples) or null (all)")
+    return int(labels)
+
+
 def check_positive_or_null(**values: int | None) -> None:
     """A ValueError naming the first ``data.<key>`` that is set but below 1."""
     for key, value in values.items():
@@ -87,6 +97,11 @@ class OperatorDataModule(L.LightningDataModule):
     ``num_workers``: DataLoader worker processes, refused (with ``workers_refused`` as the
     reason) by subclasses whose batches are built by indexing in the main process.
 
+    Few labels (physics-informed training; the subclasses that support it say so):
+    ``labels = N`` keeps the outputs of the first N train samples only (null: all);
+    ``unlabelled_dir``: the train inputs of another dataset folder (e.g. generated with
+    ``solve=false``) appended to the train split without outputs. Val/test stay labelled.
+
     A subclass implements :meth:`load_split` (one split, checked against the train split),
     :meth:`io_spec` and the dataloaders.
     """
@@ -97,7 +112,8 @@ class OperatorDataModule(L.LightningDataModule):
     def __init__(self, data_dir: str, n_train: int | None = None, n_val: int | None = None,
                  n_test: int | None = None, generate: Mapping | None = None,
                  name: str | None = None, missing_hint: str | None = None, seed: int = 0,
-                 num_workers: int = 0) -> None:
+                 num_workers: int = 0, labels: int | None = None,
+                 unlabelled_dir: str | None = None) -> None:
         if num_workers and self.workers_refused:
             raise ValueError(f"data.num_workers={num_workers}: {self.workers_refused} "
                              "(use 0)")
@@ -108,6 +124,9 @@ class OperatorDataModule(L.LightningDataModule):
         self.generate = dict(generate) if generate else None
         self.missing_hint = missing_hint
         self.seed, self.num_workers = int(seed), num_workers
+        self.labels = check_labels(labels)
+        self.unlabelled_dir = Path(unlabelled_dir) if unlabelled_dir else None
+        self.n_extra = 0  # train inputs read from unlabelled_dir (set by the subclass)
         self.splits: dict[str, Any] = {}
 
     # -- files -------------------------------------------------------------------------
@@ -143,6 +162,47 @@ class OperatorDataModule(L.LightningDataModule):
         if split not in self.splits:
             self.setup("test" if split == "test" else "fit")
         return self.splits[split]
+
+    # -- labelled and unlabelled train samples ------------------------------------------
+    def n_labelled(self, n_train: int) -> int:
+        """How many of the ``n_train`` train samples keep their outputs: the first
+        ``labels`` (all when null); a ValueError when ``labels`` exceeds ``n_train``."""
+        if self.labels is None:
+            return n_train
+        if self.labels > n_train:
+            raise ValueError(f"data.labels={self.labels}: the train split has only {n_train} "
+                             f"samples ({h5.split_path(self.data_dir, 'train')}, data.n_train="
+                             f"{self.limits['train']}); expected 0 <= labels <= {n_train}")
+        return self.labels
+
+    def n_unlabelled(self, n_train: int) -> int:
+        """Train samples without outputs: those past ``labels`` plus ``unlabelled_dir``'s."""
+        return n_train - self.n_labelled(n_train) + self.n_extra
+
+    def unlabelled_path(self) -> Path:
+        """``<unlabelled_dir>/train.h5``, checked to exist."""
+        path = h5.split_path(self.unlabelled_dir, "train")
+        if not path.is_file():
+            raise DatasetError(
+                f"data.unlabelled_dir={self.unlabelled_dir}: no {path.name} there; make the "
+                f"unlabelled inputs with `python -m data_gen pde=<name> pde.solve=false "
+                f"n_val=0 n_test=0 out={self.unlabelled_dir}`")
+        return path
+
+    def unlabelled_error(self, what: str) -> DatasetError:
+        """A :class:`DatasetError` saying how ``unlabelled_dir``'s inputs differ from the train
+        split's (``what``)."""
+        return DatasetError(f"data.unlabelled_dir={self.unlabelled_dir}: {what}; its train "
+                            f"inputs must match those of {self.data_dir} (same input fields, "
+                            "grid/sensors and strides)")
+
+    def label_spec(self) -> dict[str, Any]:
+        """``{"labels": N or None, "unlabelled": count}`` for :meth:`io_spec` when ``labels``
+        or ``unlabelled_dir`` is set, else ``{}`` (the description is then unchanged)."""
+        if self.labels is None and self.unlabelled_dir is None:
+            return {}
+        return {"labels": self.labels,
+                "unlabelled": self.n_unlabelled(len(self.require("train")))}
 
     # -- what the LightningModule needs ------------------------------------------------
     def io_spec(self) -> dict[str, Any]:

@@ -126,7 +126,10 @@ class LazyGridDataset(LazySplit, Dataset):
 
     def __init__(self, path: str | Path, input_fields: Sequence[str],
                  output_fields: Sequence[str], stride: int = 1, limit: int | None = None) -> None:
+        # no output fields: the inputs alone (unlabelled data; y_shape None, read inputs only)
         self.fields = {"inputs": list(input_fields), "outputs": list(output_fields)}
+        if not output_fields:
+            del self.fields["outputs"]
         super().__init__(path, [f"{g}/{n}" for g, names in self.fields.items() for n in names])
         self.stride = int(stride)
         shapes, sizes = {}, {}
@@ -149,7 +152,7 @@ class LazyGridDataset(LazySplit, Dataset):
         if len(set(sizes.values())) > 1:
             raise DatasetError(f"{self.path}: fields hold different numbers of samples {sizes}")
         self.n = next(iter(sizes.values()))
-        self.x_shape, self.y_shape = shapes["inputs"], shapes["outputs"]
+        self.x_shape, self.y_shape = shapes["inputs"], shapes.get("outputs")
 
     def _index(self, ndim: int, rows: int | slice) -> tuple:
         return (rows, slice(None)) + (slice(None, None, self.stride),) * (ndim - 2)
@@ -184,16 +187,54 @@ class LazyGridDataset(LazySplit, Dataset):
     @property
     def nbytes(self) -> int:
         """Bytes of the split's inputs + outputs in memory (float32)."""
-        return 4 * self.n * (int(np.prod(self.x_shape)) + int(np.prod(self.y_shape)))
+        y = 0 if self.y_shape is None else int(np.prod(self.y_shape))
+        return 4 * self.n * (int(np.prod(self.x_shape)) + y)
 
-    def chunks(self, group: str, size: int | None = None) -> Iterator[np.ndarray]:
+    def chunks(self, group: str, size: int | None = None,
+               stop: int | None = None) -> Iterator[np.ndarray]:
         """``group`` (``"inputs"``/``"outputs"``) of ``size`` (default ``STATS_CHUNK``)
         consecutive samples at a time (fewer where that would exceed ``STATS_CHUNK_BYTES``),
-        float32 ``[n, C, *grid]``."""
+        float32 ``[n, C, *grid]``; the first ``stop`` samples (None: all)."""
         shape = self.x_shape if group == "inputs" else self.y_shape
-        size = chunk_size(shape, size)
-        for start in range(0, self.n, size):
-            yield self.read(group, slice(start, min(start + size, self.n)))
+        size, stop = chunk_size(shape, size), self.n if stop is None else min(stop, self.n)
+        for start in range(0, stop, size):
+            yield self.read(group, slice(start, min(start + size, stop)))
+
+
+def inputs_at(source: GridDataset | LazyGridDataset | Tensor, i: int) -> Tensor:
+    """The inputs ``[C_in, *grid]`` of sample ``i`` of a split (or of an inputs tensor)."""
+    if isinstance(source, Tensor):
+        return source[i]
+    if isinstance(source, GridDataset):
+        return source.x[i]
+    return torch.from_numpy(source.read("inputs", i))
+
+
+class PartlyLabelled(Dataset):
+    """A train split trained with few labels: items ``{"x", "y", "labelled"}``; sample
+    ``i < labels`` of ``data`` as it is (``labelled`` True), the rest of ``data`` and then the
+    inputs ``extra`` (``[M, C_in, *grid]`` or an inputs-only lazy split) with ``y`` zeros
+    (``labelled`` False). ``len = len(data) + M``."""
+
+    def __init__(self, data: GridDataset | LazyGridDataset, labels: int,
+                 extra: Tensor | LazyGridDataset | None = None) -> None:
+        self.data, self.labels, self.extra = data, int(labels), extra
+        self.n_own = len(data)
+        self.n = self.n_own + (0 if extra is None else len(extra))
+        self.zeros = torch.zeros(data.sample_shapes[1])
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        i = int(i)
+        if not -self.n <= i < self.n:
+            raise IndexError(f"sample {i} of a train split with {self.n} samples")
+        i %= self.n
+        if i < self.labels:
+            return {**self.data[i], "labelled": torch.tensor(True)}
+        x = inputs_at(self.data, i) if i < self.n_own else inputs_at(self.extra, i - self.n_own)
+        return {"x": x, "y": self.zeros, "labelled": torch.tensor(False)}
 
 
 def chunk_size(sample_shape: Sequence[int], size: int | None = None) -> int:
@@ -220,6 +261,11 @@ class GridDataModule(OperatorDataModule):
     unknown). Under DDP every process holds its own copy of an in-memory split. The batches
     are the same either way, and so are the normalizer statistics (streamed: to ~1e-15 in
     float64, so the float32 buffers at most one unit in the last place apart, at ties).
+
+    ``labels``/``unlabelled_dir`` (physics-informed training, see
+    :class:`~opnet.data.base.OperatorDataModule`): when any train sample is unlabelled, the
+    train batches are ``{"x", "y", "labelled": bool [B]}`` with ``y`` zeros where unlabelled
+    (:class:`PartlyLabelled`), and the output statistics come from the labelled samples only.
     """
 
     def __init__(self, data_dir: str, input_fields: Sequence[str] = ("coeff",),
@@ -229,12 +275,13 @@ class GridDataModule(OperatorDataModule):
                  n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
                  generate: Mapping | None = None, name: str | None = None,
                  missing_hint: str | None = None, shuffle: bool = True, seed: int = 0,
-                 in_memory: bool | None = None) -> None:
+                 in_memory: bool | None = None, labels: int | None = None,
+                 unlabelled_dir: str | None = None) -> None:
         if stride < 1:
             raise ValueError(f"data.stride={stride}: expected a positive integer")
         super().__init__(data_dir, n_train=n_train, n_val=n_val, n_test=n_test,
                          generate=generate, name=name, missing_hint=missing_hint, seed=seed,
-                         num_workers=num_workers)
+                         num_workers=num_workers, labels=labels, unlabelled_dir=unlabelled_dir)
         self.input_fields, self.output_fields = list(input_fields), list(output_fields)
         self.stride, self.batch_size = stride, batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -242,6 +289,7 @@ class GridDataModule(OperatorDataModule):
         self.shuffle = bool(shuffle)
         self.in_memory = None if in_memory is None else bool(in_memory)
         self.splits: dict[str, GridDataset | LazyGridDataset] = {}
+        self.extra: Tensor | LazyGridDataset | None = None  # unlabelled_dir's train inputs
 
     # -- files -------------------------------------------------------------------------
     def keep_in_memory(self, nbytes: int) -> bool:
@@ -275,7 +323,43 @@ class GridDataModule(OperatorDataModule):
                 raise DatasetError(
                     f"{h5.split_path(self.data_dir, split)}: {what} have per-sample shape "
                     f"{a}, train.h5 has {b}")
+        if split == "train":
+            self.n_labelled(len(ds))  # labels <= n_train
+            if self.unlabelled_dir is not None:
+                self.extra = self._unlabelled_inputs(ds)
+                self.n_extra = len(self.extra)
         return ds
+
+    def _unlabelled_inputs(self, train: GridDataset | LazyGridDataset
+                           ) -> Tensor | LazyGridDataset:
+        """The train inputs of ``unlabelled_dir`` (in memory or lazy, as ``in_memory``
+        decides), checked against the train split's fields, per-sample shape and grid."""
+        path = self.unlabelled_path()
+        try:
+            lazy = LazyGridDataset(path, self.input_fields, (), self.stride)
+        except DatasetError as err:
+            raise self.unlabelled_error(str(err)) from None
+        if lazy.x_shape != train.sample_shapes[0]:
+            raise self.unlabelled_error(
+                f"inputs {self.input_fields} have per-sample shape {lazy.x_shape} after "
+                f"stride {self.stride}, train.h5 of data_dir has {train.sample_shapes[0]}")
+        ours = h5.read_coords(h5.split_path(self.data_dir, "train"), self.stride)
+        theirs = h5.read_coords(path, self.stride)
+        for axis in h5.SPACE_AXES:
+            if axis in ours and (axis not in theirs or theirs[axis].shape != ours[axis].shape
+                                 or not np.allclose(theirs[axis], ours[axis])):
+                raise self.unlabelled_error(f"coords/{axis} differ from data_dir's")
+        if self.in_memory is not True and not self.keep_in_memory(lazy.nbytes):
+            return lazy
+        return torch.from_numpy(h5.read_fields(path, "inputs", self.input_fields, self.stride))
+
+    def train_dataset(self) -> GridDataset | LazyGridDataset | PartlyLabelled:
+        """What the train loader serves: the train split, or (when any train sample is
+        unlabelled) the :class:`PartlyLabelled` split with ``unlabelled_dir``'s inputs."""
+        train = self.require("train")
+        if not self.n_unlabelled(len(train)):
+            return train
+        return PartlyLabelled(train, self.n_labelled(len(train)), self.extra)
 
     # -- what the LightningModule needs ------------------------------------------------
     def io_spec(self) -> dict:
@@ -288,17 +372,39 @@ class GridDataModule(OperatorDataModule):
             "in_channels": int(x_shape[0]), "out_channels": int(y_shape[0]),
             "grid": [int(n) for n in x_shape[1:]], "coords": coords,
             "in_normalizer": self.in_normalizer, "out_normalizer": self.out_normalizer,
-            "dataset": self.provenance(stride=self.stride),
+            "dataset": self.provenance(stride=self.stride), **self.label_spec(),
         }
 
     def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Training inputs/outputs (for fitting normalizers). A lazy split is read whole
-        here: prefer :meth:`normalizer_stats`, which streams it."""
+        """Training inputs (all, ``unlabelled_dir``'s appended) and the outputs of the
+        labelled samples only (the first ``labels``; possibly none), for fitting normalizers.
+        A lazy split is read whole here: prefer :meth:`normalizer_stats`, which streams it."""
         train = self.require("train")
         if isinstance(train, GridDataset):
-            return train.x.numpy(), train.y.numpy()
-        x, y = (np.concatenate(list(train.chunks(group))) for group in ("inputs", "outputs"))
-        return x, y
+            x, y = train.x.numpy(), train.y.numpy()
+        else:
+            x, y = (np.concatenate(list(train.chunks(group))) for group in ("inputs", "outputs"))
+        if self.labels is None and self.extra is None:
+            return x, y
+        if self.extra is not None:
+            extra = self.extra.numpy() if isinstance(self.extra, Tensor) else \
+                np.concatenate([x[:0], *self.extra.chunks("inputs")])
+            x = np.concatenate([x, extra])
+        return x, y[:self.n_labelled(len(train))]
+
+    def _stat_sources(self, group: str) -> list[Tensor | tuple[LazyGridDataset, int | None]]:
+        """What :meth:`normalizer_stats` measures for ``group``: tensors, or lazy splits with
+        how many of their first samples to read (all inputs, the labelled outputs only)."""
+        train = self.require("train")
+        stop = None if group == "inputs" or self.labels is None else self.n_labelled(len(train))
+        if isinstance(train, GridDataset):
+            data = train.x if group == "inputs" else train.y
+            sources: list = [data if stop is None else data[:stop]]
+        else:
+            sources = [(train, stop)]
+        if group == "inputs" and self.extra is not None:
+            sources.append(self.extra if isinstance(self.extra, Tensor) else (self.extra, None))
+        return sources
 
     def normalizer_stats(self, in_kind: str | None = None, out_kind: str | None = None
                          ) -> tuple[tuple[Tensor, Tensor] | None, tuple[Tensor, Tensor] | None]:
@@ -308,18 +414,23 @@ class GridDataModule(OperatorDataModule):
         the tensors of an in-memory split (the same arithmetic), streamed over a lazy split
         ``STATS_CHUNK`` samples at a time (:class:`RunningMoments`; equal to ~1e-15)."""
         kinds = (in_kind or self.in_normalizer, out_kind or self.out_normalizer)
-        train = self.require("train")
         stats: list[tuple[Tensor, Tensor] | None] = []
         for kind, group in zip(kinds, ("inputs", "outputs"), strict=True):
-            if kind == "none":
-                stats.append(None)
-            elif isinstance(train, GridDataset):
-                stats.append(gaussian_stats(train.x if group == "inputs" else train.y, kind))
-            else:
-                moments = RunningMoments(kind)
-                for chunk in train.chunks(group):
+            if kind == "none" or (group == "outputs" and self.labels == 0):
+                stats.append(None)  # labels=0: no outputs to fit, the normalizer is left as is
+                continue
+            sources = self._stat_sources(group)
+            if all(isinstance(src, Tensor) for src in sources):
+                stats.append(gaussian_stats(sources[0] if len(sources) == 1 else
+                                            torch.cat(sources), kind))
+                continue
+            moments = RunningMoments(kind)
+            for src in sources:
+                chunks = ([src] if isinstance(src, Tensor) else src[0].chunks(group)
+                          if src[1] is None else src[0].chunks(group, stop=src[1]))
+                for chunk in chunks:
                     moments.update(chunk)
-                stats.append(moments.result())
+            stats.append(moments.result())
         return stats[0], stats[1]
 
     # -- loaders -----------------------------------------------------------------------
@@ -329,7 +440,7 @@ class GridDataModule(OperatorDataModule):
         metrics are equal and their mean is exact (the ddp configs set
         ``use_distributed_sampler: false``; Lightning's own sampler would pad uneven
         splits with repeated samples)."""
-        dataset = self.require(split)
+        dataset = self.train_dataset() if split == "train" else self.require(split)
         rank, world = self.rank_and_world()
         sampler = None
         if split == "train" and world > 1:
@@ -345,7 +456,8 @@ class GridDataModule(OperatorDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Batches ``{"x": [B, C_in, *grid], "y": [B, C_out, *grid]}`` of the train split
-        (shuffled per epoch, resumable mid-epoch)."""
+        (shuffled per epoch, resumable mid-epoch); plus ``"labelled"`` bool [B] when some
+        train samples are unlabelled (:meth:`train_dataset`)."""
         return self._loader("train", self.shuffle, self.batch_size)
 
     def val_dataloader(self) -> DataLoader:

@@ -9,7 +9,8 @@ One file per split (``train.h5``, ``val.h5``, ``test.h5``) in a dataset folder::
     /symbols/<name>    utf-8 strings [N] (PROSE: the expression in prefix notation)
     /meta/global_index int64 [N] index of each sample within its split (its seed stream)
     attrs: schema_version, pde, split, generator_config (YAML), seed, seed_scheme,
-           n_samples, opnet_version, created_utc, (shards: n_shards, shard)
+           n_samples, opnet_version, created_utc, (shards: n_shards, shard),
+           (inputs only: labelled = False, and no /outputs group)
 
 Large splits are written as shards ``train-00000.h5`` ... and stitched by a virtual
 ``train.h5`` so readers always open one file. Writers go to a temporary name unique to the
@@ -301,12 +302,28 @@ def grid_field(f: h5py.File, path: str | os.PathLike, group: str,
     """``group/name`` of an open split, checked to exist and to be ``[N, C, *grid]``."""
     key = f"{group}/{name}"
     if key not in f:
-        have = sorted(f[group].keys()) if group in f else []
-        raise DatasetError(f"{path}: has no field '{key}' (it has {group}: {have})")
+        raise missing_field(f, path, group, name)
     ds = f[key]
     if ds.ndim < 3:
         raise DatasetError(f"{path}: field '{key}' has shape {ds.shape}, expected [N, C, *grid]")
     return ds
+
+
+def is_labelled(f: h5py.File) -> bool:
+    """Whether an open split holds outputs (False: made with ``solve=false``, inputs only)."""
+    return bool(f.attrs.get("labelled", True))
+
+
+def missing_field(f: h5py.File, path: str | os.PathLike, group: str, name: str
+                  ) -> DatasetError:
+    """The error for a field ``group/name`` that the open split ``f`` lacks (naming the
+    fields it has; for the outputs of an inputs-only split, saying so)."""
+    if group == "outputs" and not is_labelled(f):
+        return DatasetError(f"{path}: has no outputs (made with solve=false: inputs only); "
+                            "use its folder as data.unlabelled_dir, or generate it with "
+                            "solve=true")
+    have = sorted(f[group].keys()) if group in f else []
+    return DatasetError(f"{path}: has no field '{group}/{name}' (it has {group}: {have})")
 
 
 def read_fields(path: str | os.PathLike, group: str, names: Iterable[str], stride: int = 1,

@@ -20,7 +20,9 @@ Batches (dicts of tensors in physical units; the LightningModule normalises):
   its own points;
 * plus ``"idx"`` ([P] or [B, P], int64) = the indices of the points in the dataset's query
   set whenever P is a subset (``points_per_batch``): pointwise normalizers and POD bases
-  are indexed by it.
+  are indexed by it;
+* plus ``"labelled"`` (bool [B]) in training batches when some train functions have no
+  labels (``data.labels``, ``data.unlabelled_dir``): their ``s`` rows are zeros.
 
 Speed. DeepONets are tiny, so the data path must cost next to nothing per step: the splits
 are held as tensors on the training device, and training batches are built by indexing
@@ -46,131 +48,18 @@ from torch import Tensor
 from opnet.data import h5
 from opnet.data.base import OperatorDataModule, check_positive_or_null
 from opnet.data.h5 import DatasetError
+from opnet.data.point_files import (  # re-exported: they lived here
+    PointSplit,
+    grid_points,
+    read_point_inputs,
+    read_point_split,
+)
+
+__all__ = ["BRANCHES", "LAYOUTS", "EvalBatches", "PointBatches", "PointDataModule",
+           "PointSplit", "auto_group", "grid_points", "read_point_inputs", "read_point_split"]
 
 LAYOUTS = ("aligned", "unaligned")
 BRANCHES = ("vector", "image")
-
-
-# ------------------------------------------------------------------------------ reading files
-def _read(path: Path, group: str, name: str, limit: int | None) -> np.ndarray:
-    with h5.open_split(path) as f:
-        key = f"{group}/{name}"
-        if key not in f:
-            have = sorted(f[group].keys()) if group in f else []
-            raise DatasetError(f"{path}: has no field '{key}' (it has {group}: {have})")
-        return h5.read_float32(path, f[key], (slice(0, limit),))
-
-
-def grid_points(axes: Sequence[np.ndarray]) -> np.ndarray:
-    """Points of the tensor grid ``axes[0] × axes[1] × …`` in C order: [∏ n_i, d] float64."""
-    mesh = np.meshgrid(*[np.asarray(a, dtype=np.float64) for a in axes], indexing="ij")
-    return np.stack([m.ravel() for m in mesh], axis=1)
-
-
-def _point_coords(path: Path, coords: Mapping[str, np.ndarray], key: str, field: str,
-                  n: int) -> np.ndarray:
-    """``coords/<key>`` as float64 [n, d] for the point field ``field`` ([N, n] values)."""
-    if key not in coords:
-        raise DatasetError(f"{path}: point field {field} [N, {n}] needs coords/{key} [{n}, d] "
-                           f"(the {'sensor locations' if key == 'sensors' else 'query points'})")
-    points = np.asarray(coords[key], dtype=np.float64)
-    points = points[:, None] if points.ndim == 1 else points
-    if len(points) != n:
-        raise DatasetError(f"{path}: {field} has {n} values per function but coords/{key} "
-                           f"holds {len(points)} points")
-    return points
-
-
-def _grid_axes(path: Path, coords: Mapping[str, np.ndarray], shape: Sequence[int],
-               stride: int, what: str) -> list[np.ndarray]:
-    """Coordinate vectors of a grid field of per-channel shape ``shape`` (before stride)."""
-    if len(shape) > len(h5.SPACE_AXES):
-        raise DatasetError(f"{path}: {what} has a {len(shape)}-D grid {list(shape)}; point data "
-                           f"supports grids of up to {len(h5.SPACE_AXES)} dimensions")
-    axes = []
-    for name, n in zip(h5.SPACE_AXES, shape, strict=False):
-        if name not in coords or len(coords[name]) != n:
-            have = {k: list(np.shape(v)) for k, v in coords.items()}
-            raise DatasetError(f"{path}: {what} is a {len(shape)}-D grid {list(shape)} and needs "
-                               f"coords/{name} of length {n} for its points (coords: {have})")
-        axes.append(np.asarray(coords[name], dtype=np.float64)[::stride])
-    return axes
-
-
-class PointSplit:
-    """One split in memory: ``u`` [N, m] or [N, C, *grid], ``s`` [N, Q, C_out] (float32)."""
-
-    def __init__(self, u: np.ndarray | Tensor, s: np.ndarray | Tensor) -> None:
-        if len(u) != len(s):
-            raise DatasetError(f"inputs have {len(u)} functions but outputs {len(s)}")
-        self.u, self.s = torch.as_tensor(u), torch.as_tensor(s)
-
-    def __len__(self) -> int:
-        return len(self.u)
-
-    def to(self, device: torch.device) -> PointSplit:
-        """This split's tensors on ``device`` (a new object)."""
-        return PointSplit(self.u.to(device), self.s.to(device))
-
-
-def read_point_split(path: str | Path, input_field: str, output_fields: Sequence[str],
-                     branch: str = "vector", sensor_stride: int = 1, query_stride: int = 1,
-                     limit: int | None = None) -> tuple[PointSplit, dict[str, Any]]:
-    """Read one split file as DeepONet point data.
-
-    Returns the split and its geometry ``{"sensors": [m, d_s], "query": [Q, d],
-    "input_shape": [...], "input_grid": [...] | None, "output_grid": [...] | None}``
-    (numpy float64 coordinates).
-    """
-    path = Path(path)
-    coords = h5.read_coords(path)
-    u = _read(path, "inputs", input_field, limit)
-    geo: dict[str, Any] = {"input_grid": None, "output_grid": None}
-    if u.ndim == 2:  # point data [N, m]
-        if branch == "image":
-            raise DatasetError(f"{path}: inputs/{input_field} has shape {list(u.shape)} (sensor "
-                               "values [N, m]); branch='image' needs a grid field [N, C, *grid]")
-        sensors = _point_coords(path, coords, "sensors", f"inputs/{input_field}", u.shape[1])
-        u, sensors = u[:, ::sensor_stride], sensors[::sensor_stride]
-    elif u.ndim >= 3:  # grid [N, C, *grid]
-        axes = _grid_axes(path, coords, u.shape[2:], sensor_stride, f"inputs/{input_field}")
-        index = (slice(None), slice(None)) + (slice(None, None, sensor_stride),) * (u.ndim - 2)
-        u = u[index]
-        geo["input_grid"] = [int(n) for n in u.shape[2:]]
-        sensors = grid_points(axes)
-        if branch == "vector":
-            u = u.reshape(len(u), -1)
-    else:
-        raise DatasetError(f"{path}: inputs/{input_field} has shape {list(u.shape)}, expected "
-                           "[N, m] (sensor values) or [N, C, *grid]")
-    geo["sensors"], geo["input_shape"] = sensors, [int(n) for n in u.shape[1:]]
-
-    labels, query = [], None
-    for name in output_fields:
-        s = _read(path, "outputs", name, limit)
-        if s.ndim == 2:  # [N, Q] at coords/query
-            q = _point_coords(path, coords, "query", f"outputs/{name}", s.shape[1])
-            labels.append(s[:, ::query_stride, None])
-            q = q[::query_stride]
-        elif s.ndim >= 3:  # [N, C, *grid]
-            axes = _grid_axes(path, coords, s.shape[2:], query_stride, f"outputs/{name}")
-            index = (slice(None), slice(None)) + (slice(None, None, query_stride),) * (s.ndim - 2)
-            s = s[index]
-            geo["output_grid"] = [int(n) for n in s.shape[2:]]
-            labels.append(s.reshape(len(s), s.shape[1], -1).transpose(0, 2, 1))
-            q = grid_points(axes)
-        else:
-            raise DatasetError(f"{path}: outputs/{name} has shape {list(s.shape)}, expected "
-                               "[N, Q] (values at coords/query) or [N, C, *grid]")
-        if query is not None and (q.shape != query.shape or not np.allclose(q, query)):
-            raise DatasetError(f"{path}: outputs/{name} lives on other query points than "
-                               f"outputs/{output_fields[0]}; output fields must share them")
-        query = q
-    if not labels:
-        raise DatasetError(f"{path}: no output fields requested (data.output_fields is empty)")
-    geo["query"] = query
-    s = np.ascontiguousarray(np.concatenate(labels, axis=2), dtype=np.float32)
-    return PointSplit(np.ascontiguousarray(u), s), geo
 
 
 # --------------------------------------------------------------------------------- batching
@@ -271,19 +160,21 @@ class PointBatches:
         whole = len(f) == len(self.split)
         u = self.split.u if whole else self.split.u[f]
         s = self.split.s if whole else self.split.s[f]
+        mask = self.split.labelled
+        extra = {} if mask is None else {"labelled": mask if whole else mask[f]}
         q, device = len(self.query), self.query.device
         if self.points is None:
             y = self.query if self.layout == "aligned" else \
                 self.query.expand(len(u), *self.query.shape)
-            batch = {"u": u, "y": y, "s": s}
+            batch = {"u": u, "y": y, "s": s, **extra}
         elif self.layout == "aligned":
             idx = torch.randperm(q, generator=self.generator, device=device)[:self.points]
-            batch = {"u": u, "y": self.query[idx], "s": s[:, idx], "idx": idx}
+            batch = {"u": u, "y": self.query[idx], "s": s[:, idx], "idx": idx, **extra}
         else:
             idx = torch.randint(0, q, (len(u), self.points), generator=self.generator,
                                 device=device)
             s = torch.gather(s, 1, idx[..., None].expand(-1, -1, s.shape[2]))
-            batch = {"u": u, "y": self.query[idx], "s": s, "idx": idx}
+            batch = {"u": u, "y": self.query[idx], "s": s, "idx": idx, **extra}
         if self._full:
             self._fixed = batch
         return batch
@@ -328,6 +219,9 @@ class PointDataModule(OperatorDataModule):
     sensor_stride / query_stride: keep every k-th sensor / query point (grid data: every
     k-th node along each axis).
     seed: of the batch sampler (per rank).
+    labels / unlabelled_dir: few labels (see :class:`~opnet.data.base.OperatorDataModule`);
+    when any train function is unlabelled the train batches carry ``"labelled"`` [B] and
+    ``s`` zeros for those functions; :meth:`train_arrays` gives the labelled outputs only.
     """
 
     workers_refused = ("point batches are built on the training device by indexing; worker "
@@ -341,7 +235,8 @@ class PointDataModule(OperatorDataModule):
                  sensor_stride: int = 1, query_stride: int = 1, n_train: int | None = None,
                  n_val: int | None = None, n_test: int | None = None,
                  generate: Mapping | None = None, name: str | None = None,
-                 missing_hint: str | None = None, seed: int = 0, num_workers: int = 0) -> None:
+                 missing_hint: str | None = None, seed: int = 0, num_workers: int = 0,
+                 labels: int | None = None, unlabelled_dir: str | None = None) -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"data.layout='{layout}': expected one of {LAYOUTS}")
         if branch not in BRANCHES:
@@ -353,7 +248,7 @@ class PointDataModule(OperatorDataModule):
                                eval_batch_size=eval_batch_size)
         super().__init__(data_dir, n_train=n_train, n_val=n_val, n_test=n_test,
                          generate=generate, name=name, missing_hint=missing_hint, seed=seed,
-                         num_workers=num_workers)
+                         num_workers=num_workers, labels=labels, unlabelled_dir=unlabelled_dir)
         self.input_field, self.output_fields = input_field, list(output_fields)
         self.branch, self.layout = branch, layout
         self.batch_size, self.points_per_batch = batch_size, points_per_batch
@@ -363,6 +258,7 @@ class PointDataModule(OperatorDataModule):
         self.splits: dict[str, PointSplit] = {}
         self.geometry: dict[str, Any] = {}
         self._device_splits: dict[tuple[str, str], PointSplit] = {}
+        self.extra: Tensor | None = None  # unlabelled_dir's train inputs
 
     # -- files -------------------------------------------------------------------------
     def load_split(self, split: str) -> PointSplit:
@@ -373,9 +269,40 @@ class PointDataModule(OperatorDataModule):
                                      self.sensor_stride, self.query_stride, self.limits[split])
         if split == "train":
             self.geometry = geo
+            self.n_labelled(len(data))  # labels <= n_train
+            if self.unlabelled_dir is not None:
+                self.extra = self._unlabelled_inputs(data)
+                self.n_extra = len(self.extra)
         else:
             self._check_like_train(path, data, geo)
         return data
+
+    def _unlabelled_inputs(self, train: PointSplit) -> Tensor:
+        """The train inputs of ``unlabelled_dir``, checked against the train split's input
+        field, per-function shape and sensors."""
+        path = self.unlabelled_path()
+        try:
+            u, geo = read_point_inputs(path, self.input_field, self.branch, self.sensor_stride)
+        except DatasetError as err:
+            raise self.unlabelled_error(str(err)) from None
+        if tuple(u.shape[1:]) != tuple(train.u.shape[1:]):
+            raise self.unlabelled_error(
+                f"inputs/{self.input_field} has per-function shape {list(u.shape[1:])} after "
+                f"sensor_stride {self.sensor_stride}, train.h5 of data_dir has "
+                f"{list(train.u.shape[1:])}")
+        ref = self.geometry["sensors"]
+        if geo["sensors"].shape != ref.shape or not np.allclose(geo["sensors"], ref):
+            raise self.unlabelled_error("its sensors (coords/sensors or the input grid) differ "
+                                        "from data_dir's")
+        return torch.from_numpy(u)
+
+    def training_split(self) -> PointSplit:
+        """The functions the train batches draw from: the train split, or (when any is
+        unlabelled) :meth:`PointSplit.partly_labelled` with ``unlabelled_dir``'s inputs."""
+        train = self.require("train")
+        if not self.n_unlabelled(len(train)):
+            return train
+        return train.partly_labelled(self.n_labelled(len(train)), self.extra)
 
     def _check_like_train(self, path: Path, data: PointSplit, geo: Mapping[str, Any]) -> None:
         train, ref = self.splits["train"], self.geometry
@@ -406,6 +333,7 @@ class PointDataModule(OperatorDataModule):
             "layout": self.layout,
             "dataset": self.provenance(sensor_stride=self.sensor_stride,
                                        query_stride=self.query_stride),
+            **self.label_spec(),
         }
 
     def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
@@ -414,9 +342,13 @@ class PointDataModule(OperatorDataModule):
         return self.geometry["sensors"], self.geometry["query"]
 
     def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Training inputs [N, ...] and labels [N, Q, C_out] (for fitting normalizers/POD)."""
+        """Training inputs [N (+ M of ``unlabelled_dir``), ...] and the labels of the labelled
+        functions only [labels, Q, C_out] (possibly none), for fitting normalizers/POD."""
         train = self.require("train")
-        return train.u.numpy(), train.s.numpy()
+        if self.labels is None and self.extra is None:
+            return train.u.numpy(), train.s.numpy()
+        u = train.u if self.extra is None else torch.cat([train.u, self.extra])
+        return u.numpy(), train.s[:self.n_labelled(len(train))].numpy()
 
     # -- loaders -----------------------------------------------------------------------
     def _device(self) -> torch.device:
@@ -428,7 +360,8 @@ class PointDataModule(OperatorDataModule):
         device = self._device()
         key = (split, str(device))
         if key not in self._device_splits:
-            self._device_splits[key] = self.splits[split].to(device)
+            data = self.training_split() if split == "train" else self.splits[split]
+            self._device_splits[key] = data.to(device)
         query = torch.as_tensor(self.geometry["query"], dtype=torch.float32, device=device)
         return self._device_splits[key], query
 

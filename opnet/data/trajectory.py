@@ -153,6 +153,11 @@ class TrajectoryDataModule(GridDataModule):
                  rollout_steps: int = 10, **kwargs) -> None:
         for key in ("input_fields", "output_fields"):
             kwargs.pop(key, None)
+        for key in ("labels", "unlabelled_dir"):
+            if kwargs.get(key) is not None:
+                raise ValueError(f"data.{key}={kwargs[key]!r}: trajectory data cannot leave "
+                                 "samples unlabelled (its inputs are frames of its outputs); "
+                                 "expected null")
         super().__init__(data_dir, input_fields=[trajectory_field],
                          output_fields=[trajectory_field], **kwargs)
         for key, value in (("train_steps", train_steps), ("rollout_steps", rollout_steps)):

@@ -46,9 +46,11 @@ class NormalisedOperator(nn.Module):
                    GaussianNormalizer(io["out_normalizer"], io["out_channels"], io["grid"]))
 
     def fit_normalizers(self, x: Any, y: Any) -> None:
-        """Fit the input/output statistics on the training inputs ``x`` and outputs ``y``."""
+        """Fit the input/output statistics on the training inputs ``x`` and outputs ``y``
+        (the labelled ones; none: the output normaliser stays the identity)."""
         self.in_norm.fit(x)
-        self.out_norm.fit(y)
+        if len(y):
+            self.out_norm.fit(y)
 
     def encoded(self, x: Tensor) -> Tensor:
         """The network's output for physical ``x``, in the output normaliser's units."""
@@ -107,7 +109,8 @@ class PointOperator(NormalisedOperator):
         POD-DeepONet's basis on the (normalised) labels; returns the basis' explained
         variance (None without one)."""
         self.in_norm.fit(u)
-        self.out_norm.fit(s)
+        if len(s):  # no labelled output (physics only): the output normaliser stays identity
+            self.out_norm.fit(s)
         if not self.pod:
             return None
         target = self.out_norm.encode(torch.as_tensor(s).to(self.out_norm.mean))

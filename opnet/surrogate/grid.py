@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,17 @@ from opnet.surrogate.common import (
     check_nonfinite,
     memory_guard,
 )
+
+
+@dataclass
+class Refinement:
+    """What :meth:`Surrogate.refine` returns: ``values`` (the refined prediction, shaped as
+    :meth:`Surrogate.predict`'s), ``history`` ``[B, steps + 1]`` (each input's relative
+    residual before every step and after the last) and ``seconds`` (wall time)."""
+
+    values: np.ndarray
+    history: np.ndarray
+    seconds: float
 
 
 class Surrogate(OperatorParts, OperatorSurrogate):
@@ -133,6 +145,71 @@ class Surrogate(OperatorParts, OperatorSurrogate):
                 outs.append(torch.cat(frames, dim=1))
         y = torch.cat(outs).numpy()
         return y[0] if single else y
+
+    @property
+    def residual(self) -> Any:
+        """The residual of the training data's problem (:mod:`data_gen.physics`), or None."""
+        from opnet.physics import problem_residual
+
+        if not hasattr(self, "_residual"):
+            self._residual = problem_residual(self.io)
+        return self._residual
+
+    def refine(self, a: np.ndarray | Tensor, steps: int = 100, lr: float = 1e-3,
+               terms: Mapping[str, float] | None = None,
+               nonfinite: NonFinite = "raise") -> Refinement:
+        """Test-time refinement (PINO's instance-wise fine-tuning): for each input of ``a``
+        (layouts as :meth:`predict`) a copy of the network, starting from the trained
+        weights, takes ``steps`` Adam steps (``lr``) on the residual of the training data's
+        problem for that input alone (its terms weighted by ``terms``, default the
+        residual's ``default_weights``; the normalisers stay fixed). Returns a
+        :class:`Refinement`: the refined prediction (as :meth:`predict` would return it)
+        and each input's relative residual ``RMS(r_pde)/RMS(f)`` before every step and
+        after the last (``history [B, steps + 1]``).
+        The surrogate itself is not changed."""
+        import copy
+        import time
+
+        from opnet.physics import relative_terms, term_weight
+
+        residual = self.residual
+        if residual is None:
+            raise ValueError(f"refine: data '{self.io['dataset'].get('name')}' (generator "
+                             f"'{self.io['dataset'].get('pde')}') has no residual "
+                             "(data_gen.physics.RESIDUALS) to refine with")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"refine: steps={steps!r}, expected an integer >= 0")
+        weights = {k: float(v) for k, v in (terms or {}).items()}
+        unknown = sorted(set(weights) - set(residual.terms))
+        if unknown:
+            raise ValueError(f"refine: terms {unknown} are not terms of this residual "
+                             f"({list(residual.terms)})")
+        x, single, channel_axis = self._as_batch(a, "refine")
+        check_nonfinite("a", x, nonfinite, where="refine")
+        t0, outs, history = time.perf_counter(), [], []
+        for xi in torch.split(x.to(self.device), 1):
+            operator = copy.deepcopy(self.operator)
+            opt = torch.optim.Adam(operator.model.parameters(), lr=lr)
+            seen = []
+            with torch.enable_grad():
+                for step in range(steps + 1):
+                    pred = operator(xi)
+                    parts = relative_terms(residual(xi, pred), residual.scale(xi))
+                    seen.append(float(parts["pde"].detach().sqrt()))
+                    if step == steps:
+                        break
+                    loss = sum(term_weight(residual, weights, k) * v for k, v in parts.items())
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            outs.append(pred.detach().float().cpu())
+            history.append(seen)
+        y = torch.cat(outs).numpy() if outs else np.zeros((0, self.io["out_channels"],
+                                                           *x.shape[2:]), np.float32)
+        if not channel_axis and y.shape[1] == 1:
+            y = y[:, 0]
+        return Refinement(y[0] if single else y, np.asarray(history, np.float64).reshape(
+            len(history), steps + 1), time.perf_counter() - t0)
 
     def describe(self) -> str:
         io = self.io

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from opnet.metrics import point_metrics
 from opnet.models.operator import OperatorParts, PointOperator
+from opnet.physics import build_physics, relative_residual
 from opnet.training.adam_state import adapt_adam_state
 from opnet.training.base import ConfigError, OperatorLightningModule
 from opnet.training.deeponet_fastpath import MLPDeepONetStep, unsupported_reason
@@ -161,13 +162,18 @@ class DeepONetModule(OperatorParts, OperatorLightningModule):
                  scheduler: str | Mapping[str, Any] | None = None, in_normalizer: str = "none",
                  out_normalizer: str = "none", fused: bool | None = None,
                  fast_path: bool = True, betas: tuple[float, float] | list[float] = (0.9, 0.999),
-                 eps: float = 1e-8) -> None:
+                 eps: float = 1e-8, physics: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"module.loss='{loss}': expected one of {LOSSES}")
         self.save_hyperparameters()
         self.check_options()  # a bad optimiser/schedule fails now, not at the first step
         self.operator = PointOperator.from_spec(model, io, in_normalizer, out_normalizer)
+        self.physics = build_physics(physics, io)
+        if self.physics is not None and self.operator.pod:
+            raise ConfigError("module.physics with a POD-DeepONet: its outputs live on the "
+                              "training query points (a fixed basis), so they have no "
+                              "derivatives in y; use model=deeponet")
         self.loss_name = loss
         self._prepared = False
         self._loss_sum: Tensor | None = None
@@ -234,7 +240,36 @@ class DeepONetModule(OperatorParts, OperatorLightningModule):
         """The network's output [B, P, C_out] in the output normalizer's units."""
         return self.operator.encoded(u, y, idx)
 
-    def training_loss(self, batch: Mapping[str, Tensor]) -> Tensor:
+    def training_loss(self, batch: Mapping[str, Tensor], update: bool = True) -> Tensor:
+        """The data loss of the batch's labelled functions, plus the physics terms at
+        :meth:`collocation` points when ``module.physics`` is on (``update``: let an
+        adaptive balance learn from this step)."""
+        labelled = batch.get("labelled")
+        if labelled is None:
+            data = self.data_loss(batch)
+        elif bool(labelled.any()):
+            data = self.data_loss(_rows(batch, labelled))
+        else:
+            data = None  # no labelled function here: the physics alone
+        if self.physics is None:
+            return data
+        u = batch["u"]
+        terms = self.physics.terms(u, self.sensors.to(u.dtype), self.collocation(u),
+                                   lambda y: self.operator(u, y))
+        if update:
+            self.log_dict({f"train/physics_{k}": v for k, v in terms.items()},
+                          on_step=False, on_epoch=True, batch_size=len(u))
+        return self.physics.combine(data, terms, train=update)
+
+    def collocation(self, u: Tensor) -> Tensor:
+        """``module.physics.points`` collocation points ``[P, d]`` of this iteration (seeded
+        by the iteration: a resumed run draws the same ones)."""
+        step = self.trainer.global_step if self._trainer is not None else 0
+        gen = torch.Generator().manual_seed(int(step))
+        points = self.physics.residual.collocation(int(self.physics.options["points"]), gen)
+        return points.to(device=u.device, dtype=u.dtype)
+
+    def data_loss(self, batch: Mapping[str, Tensor]) -> Tensor:
         """``mse`` in the output normalizer's units (as the references train on scaled
         outputs: with small physical values, e.g. Darcy's ~1e-2, a physical MSE ~1e-6 gives
         gradients below Adam's eps and training stalls); ``rel_l2`` (scale-free) on
@@ -300,7 +335,10 @@ class DeepONetModule(OperatorParts, OperatorLightningModule):
         when ``fast_path`` is on, the optimizer is FlatAdam and the model is an MLP
         DeepONet trained with MSE; else None (autograd)."""
         if self._fast is None:
+            io = self.hparams.io
             usable = (self.hparams.fast_path and isinstance(opt, FlatAdam)
+                      and self.physics is None and not io.get("unlabelled")
+                      and io.get("labels") is None
                       and unsupported_reason(self.model, self.loss_name) is None)
             self._fast = MLPDeepONetStep(self, opt) if usable else False
         return self._fast or None
@@ -328,14 +366,20 @@ class DeepONetModule(OperatorParts, OperatorLightningModule):
             return
         batch = self._last_batch
         with torch.no_grad():
-            end = self.training_loss(batch)
+            end = self.training_loss(batch, update=False)
         self.log_dict({"train/loss": self._loss_sum / self._loss_count, "train/loss_end": end},
                       on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
 
     def evaluate_batch(self, batch: dict[str, Tensor], stage: str) -> None:
         pred, s = self(batch["u"], batch["y"]).float(), batch["s"].float()
-        self.log_metrics(stage, {"rel_l2": rel_l2(pred, s).mean(),
-                                 "mse": (pred - s).square().mean()}, len(pred))
+        metrics = {"rel_l2": rel_l2(pred, s).mean(), "mse": (pred - s).square().mean()}
+        if self.physics is not None:
+            u = batch["u"]
+            with torch.enable_grad():  # forward-mode derivatives in y
+                metrics["residual"] = relative_residual(
+                    self.physics.residual, u, self.sensors.to(u.dtype), self.collocation(u),
+                    lambda y: self.operator(u, y)).mean().detach()
+        self.log_metrics(stage, metrics, len(pred))
 
     @torch.no_grad()
     def figure_data(self, batch: Mapping[str, Tensor], n: int = 4) -> dict[str, Any]:
@@ -388,6 +432,16 @@ class DeepONetModule(OperatorParts, OperatorLightningModule):
         return {"sensors": self.sensors.cpu().tolist(), "query": self.query.cpu().tolist(),
                 "normalizers": {"in": self.in_norm.kind, "out": self.out_norm.kind},
                 "loss": self.loss_name}
+
+
+def _rows(batch: Mapping[str, Tensor], keep: Tensor) -> dict[str, Tensor]:
+    """The functions of ``batch`` where ``keep`` [B] is true (shared points stay shared)."""
+    rows = {}
+    for key, value in batch.items():
+        per_function = key in ("u", "s", "labelled") or (key in ("y", "idx") and value.dim() > (
+            2 if key == "y" else 1))
+        rows[key] = value[keep] if per_function else value
+    return rows
 
 
 def lightning_step_counter(trainer: L.Trainer) -> Any | None:

@@ -19,6 +19,7 @@ from torch import Tensor
 from opnet.checkpoint import OPERATOR_FORMAT
 from opnet.models import build_model
 from opnet.models.operator import NormalisedOperator, OperatorParts
+from opnet.physics import build_physics, relative_residual
 from opnet.training.base import ConfigError, OperatorLightningModule
 from opnet.training.losses import get_loss, h1, reduce, rel_l2
 from opnet.training.optim import Recipe
@@ -56,6 +57,9 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
         ``reduction`` ``"sum"`` over the batch as the reference code, or ``"mean"``.
     optimizer, lr, weight_decay, betas, eps, fused, scheduler: :mod:`opnet.training.optim`
         (default: Adam with L2-coupled weight decay, the MgNO one-cycle per epoch).
+    physics: the residual of the data's problem as loss terms (:mod:`opnet.physics`;
+        ``weight`` 0: off). Batches with a ``labelled`` mask take the data loss on their
+        labelled samples only.
     """
 
     kind: ClassVar[str] = "grid"
@@ -66,10 +70,12 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
                  weight_decay: float = 1e-4, betas: tuple[float, float] | list[float] = (0.9,
                                                                                          0.999),
                  eps: float = 1e-8, fused: bool | None = False,
-                 scheduler: str | Mapping[str, Any] | None = None) -> None:
+                 scheduler: str | Mapping[str, Any] | None = None,
+                 physics: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.operator = NormalisedOperator.from_spec(model, io)
+        self.physics = build_physics(physics, io)
         self.loss_fn = get_loss(loss)
         reduce(torch.zeros(1), reduction)  # validates the name now, not mid-training
         self.check_options()  # a bad optimiser/schedule fails now, not at the first step
@@ -77,13 +83,18 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
     @classmethod
     def model_spec(cls, model: Mapping[str, Any], io: Mapping[str, Any],
                    options: Mapping[str, Any]) -> dict[str, Any]:
-        """Channels from the data; a loss that needs 2-D data refused on other grids."""
+        """Channels from the data; a loss that needs 2-D data refused on other grids; no
+        labelled output without physics refused."""
         loss, grid = options.get("loss", "h1"), list(io["grid"])
         if loss in ("h1", "h1_abs") and len(grid) != 2:  # at configuration, not the 1st step
             raise ConfigError(
                 f"module.loss={loss} needs 2-D grid data [B, C, H, W] but data "
                 f"'{io['dataset']['name']}' has a {len(grid)}-D grid {grid}; use "
                 f"module.loss=rel_l2 (the loss that fits {len(grid)}-D data)")
+        if io.get("labels") == 0 and not float((options.get("physics") or {}).get("weight")
+                                                or 0):
+            raise ConfigError(f"data.labels=0 leaves data '{io['dataset']['name']}' without "
+                              "labelled outputs: train with module.physics.weight > 0")
         return fill_channels(model, io)
 
     def prepare(self, datamodule: Any) -> None:
@@ -109,13 +120,26 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
     # -- steps ---------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         pred = self(batch["x"])
-        loss = reduce(self.loss_fn(pred, batch["y"]), self.hparams.reduction)
+        labelled = batch.get("labelled")
+        # DDP averages the ranks' gradients; a sum over the global batch needs x ranks
+        ranks = self.trainer.world_size if self.hparams.reduction == "sum" else 1
+        if labelled is None:
+            loss = reduce(self.loss_fn(pred, batch["y"]), self.hparams.reduction)
+        elif bool(labelled.any()):
+            loss = reduce(self.loss_fn(pred[labelled], batch["y"][labelled]),
+                          self.hparams.reduction)
+        else:
+            loss = None  # no labelled sample here: the physics alone
+        if self.physics is not None:
+            terms = self.physics.terms(batch["x"], pred)
+            self.log_dict({f"train/physics_{k}": v for k, v in terms.items()}, on_step=False,
+                          on_epoch=True, batch_size=len(pred))
+            data = None if loss is None else loss * ranks
+            loss = self.physics.combine(data, terms)
+            ranks = 1
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=len(pred))
-        if self.hparams.reduction == "sum" and self.trainer.world_size > 1:
-            # DDP averages the ranks' gradients; a sum over the global batch needs x ranks
-            return loss * self.trainer.world_size
-        return loss
+        return loss * ranks if ranks > 1 else loss
 
     def rollout(self, x: Tensor, steps: int) -> Tensor:
         """Apply the one-step operator ``steps`` times: ``x [B, C, *grid]`` ->
@@ -139,6 +163,8 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
             metrics["rel_l2_step1"] = rel_l2(pred[:, :c], y[:, :c]).mean()
         if pred.ndim == 4:
             metrics["h1"] = h1(pred, y).mean()
+        if self.physics is not None and steps == 1:
+            metrics["residual"] = relative_residual(self.physics.residual, x, pred).mean()
         self.log_metrics(stage, metrics, len(pred))
 
     @torch.no_grad()

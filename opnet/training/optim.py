@@ -11,7 +11,8 @@ gradients under mixed precision, which Lightning cannot do for a fused optimizer
 
 ========================  ===================================================================
 ``none``                  constant ``lr``
-``onecycle``              ``div_factor``, ``final_div_factor``, ``pct_start`` (torch's OneCycleLR)
+``onecycle``              ``div_factor``, ``final_div_factor``, ``pct_start`` (torch's OneCycleLR;
+                          a run of >= 3 steps warms up for >= 2: pct_start >= 2/total)
 ``cosine``                ``min_lr``: cosine from ``lr`` to ``min_lr`` over the run
 ``inverse_time``          ``decay_steps``, ``decay_rate``: ``lr / (1 + rate·step/decay_steps)``
                           (DeepXDE's ``("inverse time", ...)``)
@@ -169,7 +170,12 @@ def build_scheduler(opt: torch.optim.Optimizer, spec: Mapping[str, Any], lr: flo
                          "(trainer.max_epochs / trainer.max_steps)")
     if name == "cosine":
         return sched.CosineAnnealingLR(opt, T_max=total, eta_min=float(spec["min_lr"]))
+    # torch divides by the warm-up's length in steps, pct_start·total − 1 (5 epochs x 0.2:
+    # zero, a ZeroDivisionError at the first step): make it at least one step
+    pct_start = float(spec["pct_start"])
+    if total >= 3:
+        pct_start = max(pct_start, 2.0 / total)
     return sched.OneCycleLR(opt, max_lr=lr, total_steps=total,
                             div_factor=float(spec["div_factor"]),
                             final_div_factor=float(spec["final_div_factor"]),
-                            pct_start=float(spec["pct_start"]))
+                            pct_start=pct_start)

@@ -91,6 +91,8 @@ def changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[tuple[
     found = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, MISSING), new.get(key, MISSING)
+        if a in (MISSING, None) and b in (MISSING, None):  # a key added since, left null
+            continue
         if a != b and kind_of(key) != "runtime":
             found.append((key, a, b))
     return found
