@@ -60,6 +60,20 @@ def test_mgno_ddp_sim_equals_one_process_with_the_same_global_batch(darcy16, tmp
     assert ddp["test"]["test/rel_l2"] == pytest.approx(single["test"]["test/rel_l2"], rel=1e-3)
 
 
+def test_physics_loss_under_ddp_sim_equals_one_process(darcy16, tmp_path):
+    """module.physics under DDP: the residual terms are means per rank (averaged gradients =
+    the global mean), the summed data term is scaled by the ranks: the same weights as one
+    process with the global batch (issue 18)."""
+    common = [f"data.data_dir={darcy16}", "data.generate=null", *TINY_MODEL,
+              "trainer.max_epochs=2", "data.shuffle=false", "module.physics.weight=0.1"]
+    single = _train(tmp_path / "single", *common, "data.batch_size=8")
+    ddp = _train(tmp_path / "ddp", *common, "data.batch_size=4", "trainer=ddp_sim")
+    assert ddp["steps"] == single["steps"] == 2 * 64 // 8
+    _same_weights(tmp_path / "single", tmp_path / "ddp")
+    assert ddp["test"]["test/residual"] == pytest.approx(single["test"]["test/residual"],
+                                                         rel=1e-3)
+
+
 def test_deeponet_ddp_sim_full_batch_equals_one_process(antiderivative_small, tmp_path):
     """Full batch: each rank trains on half the functions; the averaged gradient is the
     full-batch gradient (equal halves), so 40 Adam iterations end at the same weights."""
