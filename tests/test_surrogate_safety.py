@@ -280,3 +280,34 @@ def test_predict_documents_shapes_and_units(cls):
     doc = cls.predict.__doc__ or ""
     assert "physical units" in doc and "Returns" in doc and "batch_size" in doc
     assert "nonfinite" in doc and "[B, " in doc
+
+
+# -- any grid by resampling (issue 19, first piece) ------------------------------------------
+def test_resample_predicts_on_any_grid_exactly_at_shared_nodes(grid_op):
+    """predict(a, resample=True): to the training grid (8x8) and back. On a nested finer grid
+    (15x15: every 2nd node is a training node) the output at the shared nodes is exactly the
+    prediction of the coarse input; at the training grid it is predict(a) itself."""
+    gen = torch.Generator().manual_seed(0)
+    fine = 1 + torch.rand(3, 1, 15, 15, generator=gen)
+    coarse = fine[..., ::2, ::2]
+    out = grid_op.predict(fine, resample=True)
+    assert out.shape == (3, 1, 15, 15)
+    np.testing.assert_allclose(out[..., ::2, ::2], grid_op.predict(coarse), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_array_equal(grid_op.predict(coarse, resample=True),
+                                  grid_op.predict(coarse))
+    # between shared nodes: the mean of the neighbours (multilinear), not a new prediction
+    mid = out[..., 1, ::2]
+    np.testing.assert_allclose(mid, (out[..., 0, ::2] + out[..., 2, ::2]) / 2, rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_resample_serves_a_pointwise_normalised_operator_off_its_grid(tmp_path):
+    torch.manual_seed(0)
+    module = OperatorModule(MGNO, grid_io(in_normalizer="pointwise",
+                                          out_normalizer="pointwise"))
+    op = load_operator(save(module, tmp_path / "pw.ckpt"))
+    a = 1 + torch.rand(2, 1, 15, 15)
+    with pytest.raises(ValueError, match="pointwise normalizer ties this operator"):
+        op.predict(a)
+    assert op.predict(a, resample=True).shape == (2, 1, 15, 15)

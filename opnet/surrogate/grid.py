@@ -57,7 +57,8 @@ class Surrogate(OperatorParts, OperatorSurrogate):
         """Trained on trajectories (one step per application), so :meth:`rollout` applies."""
         return bool(self.io.get("rollout_steps") or self.io["dataset"].get("trajectory_field"))
 
-    def _as_batch(self, a: np.ndarray | Tensor, where: str) -> tuple[Tensor, bool, bool]:
+    def _as_batch(self, a: np.ndarray | Tensor, where: str,
+                  resample: bool = False) -> tuple[Tensor, bool, bool]:
         x = as_tensor(a)
         shape = tuple(x.shape)
         dims, c_in = len(self.io["grid"]), self.io["in_channels"]
@@ -81,7 +82,8 @@ class Surrogate(OperatorParts, OperatorSurrogate):
                 f"{dims}-D grid (for channels-last data [..., *grid, C] pass "
                 f"np.moveaxis(a, -1, {-dims - 1}))")
         trained = tuple(self.io["grid"])
-        if "pointwise" in (self.in_norm.kind, self.out_norm.kind) and tuple(x.shape[2:]) != trained:
+        if (not resample and "pointwise" in (self.in_norm.kind, self.out_norm.kind)
+                and tuple(x.shape[2:]) != trained):
             raise ValueError(f"{where}: grid {tuple(x.shape[2:])} differs from the training "
                              f"grid {trained}, and a pointwise normalizer ties this operator "
                              "to that grid")
@@ -89,7 +91,7 @@ class Surrogate(OperatorParts, OperatorSurrogate):
 
     @torch.inference_mode()
     def predict(self, a: np.ndarray | Tensor, batch_size: int = 64,
-                nonfinite: NonFinite = "raise") -> np.ndarray:
+                nonfinite: NonFinite = "raise", resample: bool = False) -> np.ndarray:
         """The operator's output for the input fields ``a``, both in physical units (those of
         the training data; normalisation is applied inside).
 
@@ -99,17 +101,28 @@ class Surrogate(OperatorParts, OperatorSurrogate):
         batch_size: samples per forward pass (>= 1; lower it when out of memory).
         nonfinite: NaN/Inf in ``a``: ``"raise"`` (ValueError naming the sample), ``"warn"``
             or ``"ignore"``.
+        resample: interpolate ``a`` to the training grid (multilinear, node grids that
+            include the boundary: ``x_i = i/(n−1)``), predict there and interpolate the
+            output back to ``a``'s grid: a path that works for any network and normaliser,
+            with the interpolation's error (exact at nodes the two grids share).
         Returns numpy float32 ``[B, C_out, *grid]`` for ``[B, C_in, *grid]``; without the
         channel axis when the input had none and C_out = 1 (``[B, *grid]``, ``[*grid]``);
         B = 0 gives an empty array.
         """
         batch_size = check_count("batch_size", batch_size)
-        x, single, channel_axis = self._as_batch(a, "predict")
+        x, single, channel_axis = self._as_batch(a, "predict", resample)
         check_nonfinite("a", x, nonfinite)
-        outs = [] if len(x) else [torch.empty(0, self.io["out_channels"], *x.shape[2:])]
+        grid, trained = tuple(x.shape[2:]), tuple(self.io["grid"])
+        resample = resample and grid != trained
+        outs = [] if len(x) else [torch.empty(0, self.io["out_channels"], *grid)]
         with memory_guard(batch_size, len(x), self.device):
             for chunk in torch.split(x, batch_size):
-                outs.append(self.operator(chunk.to(self.device)).float().cpu())
+                chunk = chunk.to(self.device)
+                if resample:  # to the training grid and back
+                    out = self.operator(_interpolate(chunk, trained)).float()
+                    outs.append(_interpolate(out, grid).cpu())
+                else:
+                    outs.append(self.operator(chunk).float().cpu())
         y = torch.cat(outs).numpy()
         if not channel_axis and y.shape[1] == 1:
             y = y[:, 0]
@@ -214,3 +227,11 @@ class Surrogate(OperatorParts, OperatorSurrogate):
     def describe(self) -> str:
         io = self.io
         return f"{io['input_fields']} -> {io['output_fields']}, grid {io['grid']}"
+
+
+def _interpolate(x: Tensor, grid: tuple[int, ...]) -> Tensor:
+    """Multilinear interpolation of node fields ``x [B, C, *grid_in]`` (boundary nodes
+    included) to ``grid`` (1-3 axes): ``align_corners=True`` maps node to node."""
+    modes = {1: "linear", 2: "bilinear", 3: "trilinear"}
+    return torch.nn.functional.interpolate(x, size=grid, mode=modes[len(grid)],
+                                           align_corners=True)
