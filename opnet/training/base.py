@@ -127,6 +127,7 @@ class OperatorLightningModule(L.LightningModule):
         except ValueError as err:
             raise ConfigError(str(err)) from err
         spec = self.scheduler_spec()
+        self.schedule_interval = spec["interval"]  # read per step by manual optimisation
         sched = build_scheduler(opt, spec, float(h.lr), self.total_steps)
         if sched is None:
             return opt

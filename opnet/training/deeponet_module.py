@@ -302,7 +302,7 @@ class DeepONetModule(OperatorParts, OperatorLightningModule):
         direct = self._direct_steps()
         opt = self.optimizers(use_pl_optimizer=not direct)
         sched = self.lr_schedulers()
-        per_iteration = self._interval == "step"
+        per_iteration = self.schedule_interval == "step"
         fast = self._fast_path(opt) if direct else None
         last = self.trainer.max_steps
         for b in batch if isinstance(batch, list) else (batch,):
@@ -360,7 +360,7 @@ class DeepONetModule(OperatorParts, OperatorLightningModule):
 
     def on_train_epoch_end(self) -> None:
         sched = self.lr_schedulers()
-        if sched is not None and self._interval == "epoch":
+        if sched is not None and self.schedule_interval == "epoch":
             sched.step()
         if not self._loss_count:
             return
@@ -403,10 +403,6 @@ class DeepONetModule(OperatorParts, OperatorLightningModule):
                 "equations": None}
 
     # -- optimiser -------------------------------------------------------------------------
-    @property
-    def _interval(self) -> str:
-        return self.scheduler_spec()["interval"]
-
     def total_steps(self, interval: str) -> int:
         """Schedule steps of the run: optimizer iterations (not Lightning steps), or epochs."""
         return self.total_iterations() if interval == "step" else super().total_steps(interval)
