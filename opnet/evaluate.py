@@ -3,7 +3,7 @@
     python -m opnet.evaluate ckpt=PATH                         # the training data's test split
     python -m opnet.evaluate ckpt=RUN_FOLDER                   # its best (else last) checkpoint
     python -m opnet.evaluate ckpt=PATH data=data/darcy64       # a folder or a conf/data name
-    python -m opnet.evaluate ckpt=PATH resolution=[32,64,128]  # fresh test sets per resolution
+    python -m opnet.evaluate ckpt=PATH resolution=[33,65,129]  # one fine set, subsampled
     python -m opnet.evaluate ckpt=PATH set={space:chebyshev}   # a fresh set, generator changed
     python -m opnet.evaluate ckpt=PATH plots=true              # + PNG figures (matplotlib)
 
@@ -18,17 +18,27 @@ dropped, as the reference); PROSE its §5 metrics (``rel_l2_2_4``, ``rel_l2_4_6`
 ``rel_l2_2_6``, ``valid_pct``, ``expr_error``) with the training run's test noise and symbol
 inputs (``set={gamma:0.15}`` is the paper's out-of-distribution test).
 
-``resolution`` regenerates test sets with the generator configuration recorded in the
-checkpoint at each resolution (cached under ``<data_root>/<name>_eval<res>_seed<seed>``): the
-errors of an operator trained on one grid evaluated on others. ``set`` regenerates one test
-set with generator parameters changed (cached under ``<data_root>/<name>_eval_<k>-<v>_seed<seed>``).
+``resolution`` (nodes per side) evaluates an operator trained on one grid on others by the
+standard nested protocol (:mod:`opnet.resolution`): ONE test set is generated at the finest
+resolution F with the generator configuration recorded in the checkpoint (cached under
+``<data_root>/<name>_eval<F>_seed<seed>``) and each resolution r is its every s-th node (the
+same fields at every resolution; node grids x_i = i/(F−1) need (F−1) % (r−1) == 0, periodic
+ones F % r == 0), with two error floors against the same truth: the solver's own
+discretisation error (``floor_rel_l2``: the generator's ``solve_inputs`` at r for the
+subsampled inputs, where the generator has one) and the resample path's
+(``interp_floor_rel_l2``: the truth through the training grid and back). Resolutions that
+are not nested fall back to independent fresh sets per resolution (``<name>_eval<r>_seed<seed>``,
+different fields); each row says which (``protocol``), and so does a line under the table.
+``resample=true`` makes grid operators predict through their training grid
+(``Surrogate.predict(a, resample=True)``). ``set`` regenerates one test set with generator
+parameters changed (cached under ``<data_root>/<name>_eval_<k>-<v>_seed<seed>``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,12 +50,18 @@ from opnet.threads import configure_threads, openmp_settings
 os.environ.update(openmp_settings())
 
 import numpy as np
-import yaml
 
 from opnet.config import CONF
 from opnet.data import h5
 from opnet.families import family_of, load_object
 from opnet.files import write_text_atomic
+from opnet.resolution import (  # noqa: F401  (re-exported: opnet.evaluate's public names)
+    evaluate_resolutions,
+    protocol_notes,
+    resolution_evaluations,
+    resolution_figure,
+)
+from opnet.resolution import generator_config as _generator_config
 from opnet.surrogate import DeepONetSurrogate, ProseSurrogate, Surrogate, load_operator
 
 Operator = Surrogate | DeepONetSurrogate | ProseSurrogate
@@ -110,14 +126,17 @@ def evaluate_points(op: DeepONetSurrogate, data_dir: str | os.PathLike, split: s
 
 def evaluate_grid(op: Surrogate, data_dir: str | os.PathLike, split: str = "test",
                   stride: int = 1, limit: int | None = None, keep: int = 0,
-                  batch_size: int | None = None) -> Evaluation:
+                  batch_size: int | None = None, resample: bool = False) -> Evaluation:
     """A grid operator on ``data_dir/split`` at that dataset's grid (any resolution the
-    operator accepts, subsampled by ``stride``); a time-stepping operator (trained on
+    operator accepts, subsampled by ``stride``; ``resample``: through the training grid,
+    ``Surrogate.predict(a, resample=True)``); a time-stepping operator (trained on
     trajectories) is rolled out from each trajectory's first frame."""
     from opnet.metrics import grid_metrics, per_sample_rel_l2
 
     io, path = op.io, h5.split_path(data_dir, split)
     dataset = io["dataset"]
+    if resample and dataset.get("trajectory_field"):
+        raise ValueError("resample=true: a time-stepping operator's rollout does not resample")
     if dataset.get("trajectory_field"):
         from opnet.data.trajectory import read_trajectories
 
@@ -129,9 +148,9 @@ def evaluate_grid(op: Surrogate, data_dir: str | os.PathLike, split: str = "test
     else:
         x = h5.read_fields(path, "inputs", io["input_fields"], stride, limit)
         y = h5.read_fields(path, "outputs", io["output_fields"], stride, limit)
-        pred = op.predict(x, **_batch(batch_size))
+        pred = op.predict(x, **_batch(batch_size), **({"resample": True} if resample else {}))
     row = {"data": str(path), "grid": list(y.shape[2:]), "samples": len(y),
-           "train_grid": io["grid"]}
+           "train_grid": io["grid"], **({"resample": True} if resample else {})}
     row.update(_jsonable(grid_metrics(pred, y)))
     if not dataset.get("trajectory_field"):  # the PDE residual, where the problem has one
         from opnet.physics import grid_residual_metrics
@@ -223,17 +242,23 @@ def _operator(operator: Operator | str | os.PathLike) -> Operator:
 
 def evaluation(operator: Operator | str | os.PathLike, data_dir: str | os.PathLike,
                split: str = "test", stride: int = 1, limit: int | None = None,
-               keep: int = 0, batch_size: int | None = None) -> Evaluation:
+               keep: int = 0, batch_size: int | None = None,
+               resample: bool = False) -> Evaluation:
     """``operator`` (or a checkpoint path) on ``data_dir/split`` (at most ``limit``
     samples; grids subsampled by ``stride``), keeping ``keep`` samples for figures;
-    ``batch_size`` samples per forward pass (None: the surrogate's default)."""
+    ``batch_size`` samples per forward pass (None: the surrogate's default); ``resample``
+    (grid operators only): predict through the training grid and interpolate back."""
     check_integer("stride", stride)
     check_integer("limit", limit, null="all samples")
     check_integer("batch_size", batch_size, null="the surrogate's default")
     op = _operator(operator)
     family = family_of(op.metadata)  # the evaluator of the checkpoint's family
+    if resample and family.kind != "grid":
+        raise ValueError(f"resample=true: only grid operators resample (this is a "
+                         f"{family.kind} operator)")
     evaluator = load_object(family.evaluator, f"the {family.kind} family's evaluator")
-    return evaluator(op, data_dir, split, stride, limit, keep, batch_size)
+    return evaluator(op, data_dir, split, stride, limit, keep, batch_size,
+                     **({"resample": True} if resample else {}))
 
 
 def evaluate(operator: Operator | str | os.PathLike, data_dir: str | os.PathLike,
@@ -242,23 +267,10 @@ def evaluate(operator: Operator | str | os.PathLike, data_dir: str | os.PathLike
     return evaluation(operator, data_dir, split, stride, limit).row
 
 
-def _generator_config(op: Operator) -> dict:
-    dataset = op.io["dataset"]
-    if not dataset.get("generator_config"):
-        raise ValueError("the checkpoint records no generator configuration; evaluate on an "
-                         "existing dataset (data=<folder>) instead")
-    pde = yaml.safe_load(dataset["generator_config"])
-    if not isinstance(pde, dict) or "name" not in pde or "importer" in pde:
-        raise ValueError("the checkpoint was trained on imported data (no opnet generator "
-                         "to make new test sets); evaluate on existing datasets "
-                         "(data=<folder>) instead")
-    return pde
-
-
 def generated_evaluation(operator: Operator | str | os.PathLike, changes: Mapping[str, Any],
                          n: int = 100, seed: int = 1, data_root: str | os.PathLike = "data",
-                         workers: int = 1, keep: int = 0,
-                         batch_size: int | None = None) -> Evaluation:
+                         workers: int = 1, keep: int = 0, batch_size: int | None = None,
+                         resample: bool = False) -> Evaluation:
     """Errors on a fresh test set made by the checkpoint's own generator configuration with
     ``changes`` applied (e.g. ``{"space": "chebyshev"}``: inputs the operator never saw)."""
     from data_gen import generate
@@ -274,7 +286,7 @@ def generated_evaluation(operator: Operator | str | os.PathLike, changes: Mappin
     out = Path(data_root) / f"{op.io['dataset'].get('name', pde['name'])}_eval_{tag}_seed{seed}"
     generate({**pde, **changes}, out=out, n_train=0, n_val=0, n_test=n, seed=seed,
              workers=workers, progress=False)
-    result = evaluation(op, out, keep=keep, batch_size=batch_size)
+    result = evaluation(op, out, keep=keep, batch_size=batch_size, resample=resample)
     result.row["changes"] = changes
     return result
 
@@ -284,37 +296,6 @@ def evaluate_generated(operator: Operator | str | os.PathLike, changes: Mapping[
                        workers: int = 1) -> dict:
     """:func:`generated_evaluation`'s metrics row."""
     return generated_evaluation(operator, changes, n, seed, data_root, workers).row
-
-
-def resolution_evaluations(operator: Operator | str | os.PathLike, resolutions: Sequence[int],
-                           n: int = 100, seed: int = 1, data_root: str | os.PathLike = "data",
-                           workers: int = 1, keep: int = 0,
-                           batch_size: int | None = None) -> list[Evaluation]:
-    """Errors on fresh test sets generated at each resolution with the checkpoint's own
-    generator configuration (seed differs from training so the samples are new)."""
-    from data_gen import generate  # only this function needs the generators
-
-    op = _operator(operator)
-    dataset = op.io["dataset"]
-    pde = _generator_config(op)
-    if "resolution" not in pde:
-        raise ValueError(f"generator '{pde['name']}' has no 'resolution' parameter; evaluate "
-                         "on existing datasets (data=<folder>) instead")
-    results = []
-    for res in resolutions:
-        out = Path(data_root) / f"{dataset.get('name', pde['name'])}_eval{res}_seed{seed}"
-        generate({**pde, "resolution": int(res)}, out=out, n_train=0, n_val=0, n_test=n,
-                 seed=seed, workers=workers, progress=False)
-        results.append(evaluation(op, out, keep=keep, batch_size=batch_size))
-    return results
-
-
-def evaluate_resolutions(operator: Operator | str | os.PathLike, resolutions: Sequence[int],
-                         n: int = 100, seed: int = 1, data_root: str | os.PathLike = "data",
-                         workers: int = 1) -> list[dict]:
-    """:func:`resolution_evaluations`' metrics rows."""
-    return [e.row for e in resolution_evaluations(operator, resolutions, n, seed, data_root,
-                                                   workers)]
 
 
 # ------------------------------------------------------------------------------- the app
@@ -350,6 +331,8 @@ def check_options(cfg: Mapping[str, Any]) -> None:
     check_integer("workers", cfg.get("workers", 1))
     check_integer("n_plot", cfg.get("n_plot", 4))
     check_integer("batch_size", cfg.get("batch_size"), null="the surrogate's default")
+    if not isinstance(cfg.get("resample", False), bool):
+        raise ValueError(f"resample={cfg['resample']!r}: expected true or false")
     resolution = cfg.get("resolution")
     entries = resolution if isinstance(resolution, list | tuple) else [resolution]
     if resolution is not None and (not entries or not all(
@@ -403,21 +386,22 @@ def run(cfg: Mapping[str, Any]) -> list[Evaluation]:
         op.to(cfg["device"])
     keep = cfg.get("n_plot", 4) if cfg.get("plots") else 0
     n, seed, batch_size = cfg.get("n"), cfg.get("seed", 1), cfg.get("batch_size")
-    root, workers = cfg.get("data_root", "data"), cfg.get("workers", 1)
+    root, workers, resample = cfg.get("data_root", "data"), cfg.get("workers", 1), bool(
+        cfg.get("resample", False))
     resolution, changes = cfg.get("resolution"), dict(cfg.get("set") or {})
     if resolution is not None and changes:
         raise ValueError("give resolution= or set=, not both")
     if resolution is not None:
         res = [resolution] if isinstance(resolution, int) else list(resolution)
         results = resolution_evaluations(op, res, n or 100, seed, root, workers, keep,
-                                         batch_size)
+                                         batch_size, resample)
     elif changes:
         results = [generated_evaluation(op, changes, n or 100, seed, root, workers, keep,
-                                        batch_size)]
+                                        batch_size, resample)]
     else:
         data = resolve_data(cfg.get("data"), op)
         results = [evaluation(op, data, cfg.get("split", "test"), cfg.get("stride", 1), n,
-                              keep, batch_size)]
+                              keep, batch_size, resample)]
     out = Path(str(cfg.get("output_dir") or "."))
     out.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(ckpt), "evaluations": [r.row for r in results]}
@@ -430,7 +414,8 @@ def run(cfg: Mapping[str, Any]) -> list[Evaluation]:
 
 def _figures(results: list[Evaluation], folder: Path, draw: Any) -> list[Path]:
     """Sample figures (``draw``: the family's figure function), error histograms and, for
-    several resolutions, the error against the resolution."""
+    several resolutions, the errors and floors against the resolution
+    (:func:`opnet.resolution.resolution_figure`)."""
     from opnet import plot
 
     made = []
@@ -443,11 +428,8 @@ def _figures(results: list[Evaluation], folder: Path, draw: Any) -> list[Path]:
         if len(r.errors):
             made.append(plot.save_figure(plot.error_histogram(r.errors),
                                          folder / f"errors_{tag}.png"))
-    grids = [r for r in results if "grid" in r.row]
-    if len(grids) > 1:
-        metrics = [k for k in ("rel_l2", "h1", "nrmse") if k in grids[0].row]
-        fig = plot.error_vs_resolution([r.row["grid"][0] for r in grids],
-                                       {k: [r.row[k] for r in grids] for k in metrics})
+    fig = resolution_figure(results)
+    if fig is not None:
         made.append(plot.save_figure(fig, folder / "error_vs_resolution.png"))
     return made
 
@@ -468,6 +450,8 @@ def _print_table(results: list[Evaluation], out: Path, figures: list[Path]) -> N
         table.add_row(key, *(f"{r.row.get(key, float('nan')):.4g}" for r in results))
     console = Console()
     console.print(table)
+    for line in protocol_notes([r.row for r in results]):  # resolution=: which protocol
+        console.print(line, soft_wrap=True)
     console.print(f"metrics:  {out / 'metrics.json'}", soft_wrap=True)
     for path in figures:
         console.print(f"figure:   {path}", soft_wrap=True)

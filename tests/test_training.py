@@ -216,6 +216,8 @@ def experiment_data(darcy64_tiny, tmp_path_factory):
                 generate("helmholtz", out=root / kind, **tiny)
             elif kind == "helmholtz51":
                 generate("helmholtz", out=root / kind, elements=50, omega=500.0, **tiny)
+            elif kind == "darcy129":  # read at stride 4 by the super-resolution experiments
+                generate("darcy", out=root / kind, resolution=129, **tiny)
             elif kind == "navier_stokes64":  # 11 frames at 64x64 (synthetic: shapes matter)
                 write_trajectories(root / kind, n=4, frames=11, s=64)
             made[kind] = root / kind
@@ -229,6 +231,8 @@ def _data_kind(experiment: str) -> str:
         return "helmholtz51" if experiment.endswith("_cpu") else "helmholtz101"
     if experiment.startswith("mgno_navier_stokes"):
         return "navier_stokes64"
+    if "superres" in experiment:  # a fine grid read at stride 4 (33x33)
+        return "darcy129"
     return "darcy"
 
 

@@ -10,6 +10,12 @@ A generator module ``data_gen.pdes.<name>`` defines
 Optional: ``DEFAULT_CHUNK`` (int), the samples per chunk when ``chunk_size`` is not given
 (default 16, :data:`data_gen.runner.DEFAULT_CHUNK`): cheap samples want large chunks.
 
+Optional: ``solve_inputs(cfg, inputs) -> dict[str, np.ndarray]``: the solver alone, for given
+input fields (name -> float ``[n, C, *grid]``, the names of ``sample``'s ``inputs``) -> the
+output fields (name -> float64 ``[n, C, *grid]``, the names of ``sample``'s ``outputs``) on the
+inputs' own grid (``cfg``'s resolution is not used). Used by ``opnet.resolution`` for the
+solver's discretisation floor (coarse solves of subsampled fine inputs); Darcy has one.
+
 A generator whose samples share random draws across sample boundaries (PROSE ODE systems:
 consecutive samples share one equation) declares a keyword argument ``chunk`` in
 ``sample(cfg, rngs, chunk=None)``; the runner then passes a :class:`Chunk` (seed, split,

@@ -114,6 +114,17 @@ def sample(cfg: DarcyConfig, rngs: Sequence[np.random.Generator]) -> Fields:
     return fields
 
 
+def solve_inputs(cfg: DarcyConfig, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The solve alone for given coefficients: ``inputs["coeff"]`` [n, 1, s, s] (any s >= 3,
+    not ``cfg.resolution``) -> ``{"sol": [n, 1, s, s] float64}`` with ``cfg.solver`` and
+    ``cfg.forcing`` (see :mod:`data_gen.pdes.base`)."""
+    coeff = np.asarray(inputs["coeff"], dtype=np.float64)
+    if coeff.ndim != 4 or coeff.shape[1] != 1 or coeff.shape[2] != coeff.shape[3]:
+        raise ValueError(f"darcy.solve_inputs: coeff has shape {coeff.shape}, expected "
+                         "[n, 1, s, s]")
+    return {"sol": solve_with(cfg.solver, coeff[:, 0], cfg.forcing)[:, None]}
+
+
 def multiscale_frequencies(rngs: Sequence[np.random.Generator], scales: int = 6) -> np.ndarray:
     """a_k ~ U[2^{k−1}, 2^k], k = 1..K, row i drawn from ``rngs[i]`` only: [len(rngs), K]."""
     low = 2.0 ** np.arange(scales)

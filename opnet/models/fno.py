@@ -6,8 +6,13 @@ The architecture of the reference ``FNO1d/2d/3d`` (``fourier_{1,2,3}d.py``, also
 ``width`` channels; ``layers`` Fourier layers ``u <- act(K u + W u)`` with ``K`` a truncated
 spectral convolution (:class:`~opnet.models.layers.SpectralConv`, ``modes`` lowest
 frequencies per axis) and ``W`` a 1x1 conv (no activation after the last); a pointwise MLP
-``width -> projection -> out``. Non-periodic data is zero-padded by ``domain_padding`` points
-on the right of every axis before the Fourier layers and cropped after them.
+``width -> projection -> out``. Non-periodic data is zero-padded on the right of every axis
+before the Fourier layers and cropped after them: ``domain_padding`` an int is that many grid
+points (the reference), a float in (0, 1) a fraction of the domain (neuraloperator's
+convention). Only the fraction keeps the operator the same on every grid: the FFT sees a
+periodic domain of length ``(1 + fraction)`` whatever the resolution, so its modes are the
+same physical frequencies; a fixed number of points makes that length ``(n + pad)/(n − 1)``
+(73/64 at 65 nodes, 265/256 at 257), which changes the learned operator with the grid.
 
 Parameter counts (as the references): :class:`FNO2d` with modes 12, width 32, 4 layers and
 one input channel 2,368,001; :class:`FNO1d` with modes 16, width 64 (Burgers) 549,569.
@@ -36,13 +41,16 @@ class FNO(nn.Module):
 
     ``modes``: one int for every axis, or one per axis (then ``dim`` defaults to its length);
     ``dim`` defaults to 2 for an int. ``positional`` appends the coordinates on [0, 1]^dim
-    (nodes, boundary included) as ``dim`` extra input channels.
+    (nodes, boundary included) as ``dim`` extra input channels. ``domain_padding``: grid points
+    (int >= 0) or a fraction of the domain (float in (0, 1); :meth:`padding` points on an axis
+    of ``n`` nodes).
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1,
                  modes: int | Sequence[int] = 12, width: int = 32, layers: int = 4,
-                 domain_padding: int = 9, positional: bool = True, projection: int = 128,
-                 activation: str = "gelu", dim: int | None = None) -> None:
+                 domain_padding: int | float = 9, positional: bool = True,
+                 projection: int = 128, activation: str = "gelu",
+                 dim: int | None = None) -> None:
         super().__init__()
         if dim is None:
             dim = 2 if isinstance(modes, int) else len(modes)
@@ -51,8 +59,11 @@ class FNO(nn.Module):
         modes = [modes] * dim if isinstance(modes, int) else [int(m) for m in modes]
         if len(modes) != dim:
             raise ValueError(f"modes={modes}: expected one int or {dim} of them (dim={dim})")
-        if domain_padding < 0:
-            raise ValueError(f"domain_padding={domain_padding}: expected an int >= 0")
+        points = isinstance(domain_padding, int) and not isinstance(domain_padding, bool)
+        if not (points and domain_padding >= 0) and not (
+                isinstance(domain_padding, float) and 0 < domain_padding < 1):
+            raise ValueError(f"domain_padding={domain_padding!r}: expected an int >= 0 (grid "
+                             "points) or a float in (0, 1) (a fraction of the domain)")
         self.act = make_activation(activation)
         self.dim, self.domain_padding, self.positional = dim, domain_padding, positional
         conv = _CONVS[dim]
@@ -62,6 +73,15 @@ class FNO(nn.Module):
         self.pointwise = nn.ModuleList(conv(width, width, 1) for _ in range(layers))
         self.project = nn.Sequential(conv(width, projection, 1), make_activation(activation),
                                      conv(projection, out_channels, 1))
+
+    def padding(self, n: int) -> int:
+        """Zero points appended to an axis of ``n`` nodes: ``domain_padding`` points, or for a
+        fraction ``p`` the ``round((n − 1)(1 + p)) − n`` that make the padded FFT period
+        ``(1 + p)`` in domain units (exactly, when ``(n − 1) p`` is an integer: 7 at 65 nodes,
+        15 at 129, 31 at 257 for p = 1/8)."""
+        if isinstance(self.domain_padding, int):
+            return self.domain_padding
+        return max(round((n - 1) * (1 + self.domain_padding)) - n, 0)
 
     def grid(self, x: Tensor) -> Tensor:
         """Coordinates ``[B, dim, *S]`` on [0, 1]^dim (nodes, boundary included)."""
@@ -80,8 +100,9 @@ class FNO(nn.Module):
         if self.positional:
             x = torch.cat([x, self.grid(x)], dim=1)
         u = self.lift(x)
-        if self.domain_padding:
-            u = F.pad(u, (0, self.domain_padding) * self.dim)
+        pads = [self.padding(n) for n in reversed(x.shape[2:])]  # F.pad: last axis first
+        if any(pads):
+            u = F.pad(u, [p for pad in pads for p in (0, pad)])
         last = len(self.spectral) - 1
         for i, (spectral, pointwise) in enumerate(zip(self.spectral, self.pointwise,
                                                       strict=True)):
@@ -96,7 +117,7 @@ class FNO1d(FNO):
     Burgers set-up (``fourier_1d.py``: 16 modes, width 64, periodic so no padding)."""
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, modes: int = 16,
-                 width: int = 64, layers: int = 4, domain_padding: int = 0,
+                 width: int = 64, layers: int = 4, domain_padding: int | float = 0,
                  positional: bool = True, projection: int = 128,
                  activation: str = "gelu") -> None:
         super().__init__(in_channels, out_channels, modes, width, layers, domain_padding,
@@ -109,8 +130,8 @@ class FNO2d(FNO):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1,
                  modes: int | Sequence[int] = 12, width: int = 32, layers: int = 4,
-                 domain_padding: int = 9, positional: bool = True, projection: int = 128,
-                 activation: str = "gelu") -> None:
+                 domain_padding: int | float = 9, positional: bool = True,
+                 projection: int = 128, activation: str = "gelu") -> None:
         super().__init__(in_channels, out_channels, modes, width, layers, domain_padding,
                          positional, projection, activation, dim=2)
 
@@ -121,7 +142,7 @@ class FNO3d(FNO):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1,
                  modes: int | Sequence[int] = 8, width: int = 20, layers: int = 4,
-                 domain_padding: int = 6, positional: bool = True, projection: int = 128,
+                 domain_padding: int | float = 6, positional: bool = True, projection: int = 128,
                  activation: str = "gelu") -> None:
         super().__init__(in_channels, out_channels, modes, width, layers, domain_padding,
                          positional, projection, activation, dim=3)

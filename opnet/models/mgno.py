@@ -23,6 +23,16 @@ right after its ``pre`` steps (the official code builds them but never calls the
 ``padding="circular"`` the transposed convs wrap around too (the official NS model pads them
 with zeros, which breaks periodicity at the edges; ``wrap_prolongation=False`` restores that).
 
+Across grids (``resolution_aware=True``, issue 19; off by default, the paper's model is
+unchanged): the multigrid cycles run on ``core_grid`` (the training grid): each layer's
+``W_Mg`` sees its input resampled node to node to ``core_grid`` and its output resampled back
+(:func:`~opnet.models.layers.resample_nodes`), while the 1x1 branch, the activation and the
+head act on the input's own grid. On the training grid nothing is resampled (the same
+numbers as the paper's model); on a nested finer grid the coarse nodes get exactly the
+training-grid prediction and the nodes between them see the fine input through the
+pointwise parts. The paper's 3x3 stencils live in grid units, so without this option a model
+trained at 64² is a different operator at 128² (55 % error measured).
+
 Any grid ``H, W >= 2**(levels-1)`` works, odd and non-square included: restriction gives
 ``ceil(n/2)`` and every prolongation is cropped / output-padded to the finer level's size
 (``restrict_padding=0``: ``(n-1)//2``, ``H, W >= 2**levels - 1``). Per-pixel LayerNorms
@@ -37,6 +47,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from opnet.models.layers.resample import resample_nodes
 
 __all__ = ["DARCY_SMOOTHING", "HELMHOLTZ", "HELMHOLTZ_OFFICIAL", "NS2_OFFICIAL", "MgConv", "MgNO",
            "parse_smoothing"]
@@ -326,6 +338,9 @@ class MgNO(nn.Module):
       with the same options, the last layer of ``MgNO_helm``).
     * ``channel_multipliers``, ``restrict_padding``, ``unused_init_A``, ``wrap_prolongation``:
       see :class:`MgConv`.
+    * ``resolution_aware`` / ``core_grid`` ``[H, W]``: the multigrid cycles on ``core_grid``
+      whatever the input's grid (see the module docstring); ``train.py`` fills ``core_grid``
+      with the training data's grid.
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, width: int = 24,
@@ -337,10 +352,16 @@ class MgNO(nn.Module):
                  level_norm: bool = False, norm_resolution: int | Sequence[int] | None = None,
                  residual: bool = False, head: str = "conv",
                  channel_multipliers: Sequence[int] | None = None, restrict_padding: int = 1,
-                 unused_init_A: bool = False, wrap_prolongation: bool = True) -> None:
+                 unused_init_A: bool = False, wrap_prolongation: bool = True,
+                 resolution_aware: bool = False,
+                 core_grid: int | Sequence[int] | None = None) -> None:
         super().__init__()
         if padding not in PADDINGS:
             raise ValueError(f"padding={padding!r} is not supported; allowed values: {PADDINGS}")
+        if resolution_aware and core_grid is None:
+            raise ValueError("resolution_aware=True needs core_grid=[H, W], the grid the "
+                             "multigrid cycles run on (train.py takes the training data's)")
+        self.core_grid = _resolution(core_grid) if resolution_aware else None
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation={activation!r} is not supported; allowed values: "
                              f"{tuple(_ACTIVATIONS)}")
@@ -392,20 +413,29 @@ class MgNO(nn.Module):
         # layouts. The layout survives .to(device), load_state_dict and optimiser states.
         self.to(memory_format=torch.channels_last)
 
+    def _on_core(self, cycle: nn.Module, u: Tensor) -> Tensor:
+        """``cycle(u)``, on ``core_grid`` when the model is resolution-aware: [B, C, H, W] ->
+        [B, C', H, W]."""
+        if self.core_grid is None:
+            return cycle(u)
+        return resample_nodes(cycle(resample_nodes(u, self.core_grid)), u.shape[-2:])
+
     def forward(self, x: Tensor) -> Tensor:
         """x: [B, in_channels, H, W] -> [B, out_channels, H, W]."""
         if x.dim() != 4:
             raise ValueError(f"MgNO expects x of shape [B, C, H, W], got {tuple(x.shape)}")
-        self.mg[0].level_sizes(x.shape[-2], x.shape[-1])
+        self.mg[0].level_sizes(*(self.core_grid or x.shape[-2:]))
         if self._fixed_grid:
             _check_grid("MgNO", x.shape, self.norm_resolution)
         u = x.contiguous(memory_format=torch.channels_last)
         for i, mg in enumerate(self.mg):
-            v = mg(u) if self.local is None else mg(u) + self.local[i](u)
+            v = self._on_core(mg, u)
+            if self.local is not None:
+                v = v + self.local[i](u)
             if self.norms is not None:
                 v = self.norms[i](v)
             u = self.act(v)
-        out = self.head(u)
+        out = self._on_core(self.head, u) if isinstance(self.head, MgConv) else self.head(u)
         if self.residual:
             out = out + x[:, x.shape[1] - out.shape[1]:]
         return out.contiguous()

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from opnet.models.layers.resample import resample_nodes
 from opnet.models.operator import NormalisedOperator, OperatorParts
 from opnet.surrogate.common import (
     NonFinite,
@@ -119,8 +120,8 @@ class Surrogate(OperatorParts, OperatorSurrogate):
             for chunk in torch.split(x, batch_size):
                 chunk = chunk.to(self.device)
                 if resample:  # to the training grid and back
-                    out = self.operator(_interpolate(chunk, trained)).float()
-                    outs.append(_interpolate(out, grid).cpu())
+                    out = self.operator(resample_nodes(chunk, trained)).float()
+                    outs.append(resample_nodes(out, grid).cpu())
                 else:
                     outs.append(self.operator(chunk).float().cpu())
         y = torch.cat(outs).numpy()
@@ -227,11 +228,3 @@ class Surrogate(OperatorParts, OperatorSurrogate):
     def describe(self) -> str:
         io = self.io
         return f"{io['input_fields']} -> {io['output_fields']}, grid {io['grid']}"
-
-
-def _interpolate(x: Tensor, grid: tuple[int, ...]) -> Tensor:
-    """Multilinear interpolation of node fields ``x [B, C, *grid_in]`` (boundary nodes
-    included) to ``grid`` (1-3 axes): ``align_corners=True`` maps node to node."""
-    modes = {1: "linear", 2: "bilinear", 3: "trilinear"}
-    return torch.nn.functional.interpolate(x, size=grid, mode=modes[len(grid)],
-                                           align_corners=True)

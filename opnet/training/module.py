@@ -32,8 +32,11 @@ GRID_RECIPE = Recipe(scheduler="onecycle", interval="epoch", options={
 
 
 def fill_channels(model: Mapping[str, Any], io: Mapping[str, Any]) -> dict[str, Any]:
-    """Plain model dict with in/out channels taken from the data (or checked against it)."""
+    """Plain model dict with in/out channels taken from the data (or checked against it) and,
+    for a ``resolution_aware`` model without a ``core_grid``, the data's grid as its core."""
     spec = dict(model)
+    if spec.get("resolution_aware") and spec.get("core_grid") is None:
+        spec["core_grid"] = [int(n) for n in io["grid"]]
     for key, have in (("in_channels", io["in_channels"]), ("out_channels", io["out_channels"])):
         want = spec.get(key)
         if want is None:

@@ -84,6 +84,11 @@ def plain_config(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
 
 
+def _off(value: Any) -> bool:
+    """Absent, null or false: the value of a key that was added since and is left off."""
+    return value is MISSING or value is None or value is False
+
+
 def changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """``(key, checkpoint's value, this command's value)`` for every key that differs and is
     not a runtime key, sorted by key."""
@@ -91,7 +96,7 @@ def changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[tuple[
     found = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, MISSING), new.get(key, MISSING)
-        if a in (MISSING, None) and b in (MISSING, None):  # a key added since, left null
+        if _off(a) and _off(b):  # a key added since, left null (or an opt-in left false)
             continue
         if a != b and kind_of(key) != "runtime":
             found.append((key, a, b))

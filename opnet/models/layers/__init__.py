@@ -1,5 +1,6 @@
 """Reusable network layers shared by the model families: activations and initialisers,
-grouped linear maps and MLPs, N-D spectral convolution, Fourier features, a CNN encoder.
+grouped linear maps and MLPs, N-D spectral convolution, Fourier features, a CNN encoder,
+node-grid resampling.
 
 Pure torch; imports no training code.
 """
@@ -16,8 +17,9 @@ from opnet.models.layers.mlp import (
     check_initializer,
     initialize,
 )
+from opnet.models.layers.resample import resample_nodes
 from opnet.models.layers.spectral import SpectralConv, SpectralConv2d
 
 __all__ = ["ACTIVATIONS", "INITIALIZERS", "CNNBranch", "FourierFeatures", "GroupedLinear",
            "GroupedMLP", "Sin", "SpectralConv", "SpectralConv2d", "activation",
-           "check_initializer", "initialize"]
+           "check_initializer", "initialize", "resample_nodes"]

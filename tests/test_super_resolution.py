@@ -1,0 +1,145 @@
+"""One trained model on other grids (issue 19): FNO's domain padding as a fraction of the domain
+(the operator is the same on every grid), the resolution-aware MgNO (multigrid cycles on the
+training grid), their checkpoints through the surrogate, the experiments' configs and resume
+across the added option."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_train
+from test_surrogate_safety import MGNO, grid_io, save
+
+from opnet import load_operator
+from opnet.models.fno import FNO2d
+from opnet.models.mgno import MgNO
+from opnet.training.module import OperatorModule
+from opnet.training.resume import changes
+
+
+# -- FNO ---------------------------------------------------------------------------------------
+def test_fractional_padding_keeps_the_fft_period_fixed():
+    """p = 1/8 of the domain: 7, 15, 31 points at 65, 129, 257 nodes, i.e. an FFT period of
+    (n + pad) h = 9/8 on every grid; an int stays that many points."""
+    net = FNO2d(modes=4, width=4, domain_padding=0.125)
+    for n, pad in ((65, 7), (129, 15), (257, 31)):
+        assert net.padding(n) == pad
+        assert (n + pad) / (n - 1) == pytest.approx(1.125)
+    assert FNO2d(modes=4, width=4, domain_padding=8).padding(257) == 8
+    assert sum(p.numel() for p in FNO2d(domain_padding=0.125).parameters()) == 2_368_001
+
+
+@pytest.mark.parametrize("bad", [1.5, 0.0, -1, True, "8"])
+def test_bad_domain_padding_is_one_line(bad):
+    with pytest.raises(ValueError, match=r"domain_padding=.*an int >= 0 .* a float in \(0, 1\)"):
+        FNO2d(modes=4, width=4, domain_padding=bad)
+
+
+def _smooth(n: int) -> torch.Tensor:
+    x = torch.linspace(0, 1, n, dtype=torch.float64)
+    xx, yy = torch.meshgrid(x, x, indexing="ij")
+    return (torch.sin(math.pi * xx) * torch.cos(2 * math.pi * yy) + xx * yy)[None, None]
+
+
+def _refinement_steps(domain_padding: int | float) -> list[float]:
+    """How much an FNO's output on a smooth input changes at the 33 coarse nodes from one grid
+    to the next (33 -> 65 -> 129 -> 257), relative to its size. Spectral weights are drawn
+    large enough that the Fourier layers, not the 1x1 path, carry the output."""
+    torch.manual_seed(0)
+    net = FNO2d(modes=8, width=16, domain_padding=domain_padding).double()
+    with torch.no_grad():
+        for conv in net.spectral:
+            conv.weight.normal_(0, 1 / 16)
+        out = [net(_smooth(n))[..., ::(n - 1) // 32, ::(n - 1) // 32] for n in (33, 65, 129, 257)]
+    size = out[0].norm()
+    return [float((b - a).norm() / size) for a, b in zip(out, out[1:], strict=False)]
+
+
+def test_fno_output_on_refined_inputs_converges_with_fractional_padding():
+    """The issue's FNO cause: padding by grid points changes the FFT's period with the grid
+    (73/64 at 65 nodes, 265/256 at 257), so the refined output approaches another operator.
+    With a fraction the change halves with every refinement (O(h), the zero padding's jump)
+    and is >= 5x smaller than with 8 points at every step (measured ~8x)."""
+    fraction, points = _refinement_steps(0.125), _refinement_steps(8)
+    assert fraction[2] < 0.6 * fraction[1] < 0.36 * fraction[0]
+    assert fraction[2] < 2e-4  # the prediction at 4x barely differs from the one at 2x
+    assert all(f < p / 5 for f, p in zip(fraction, points, strict=True))
+
+
+# -- MgNO ----------------------------------------------------------------------------------------
+def _pair(core: int = 33) -> tuple[MgNO, MgNO]:
+    torch.manual_seed(0)
+    aware = MgNO(resolution_aware=True, core_grid=[core, core]).eval()
+    paper = MgNO().eval()
+    paper.load_state_dict(aware.state_dict())
+    return aware, paper
+
+
+def test_resolution_aware_mgno_is_the_paper_model_on_its_grid():
+    """Same parameters (572,661) and, on the training grid, the same numbers."""
+    aware, paper = _pair()
+    assert sum(p.numel() for p in aware.parameters()) == 572_661
+    x = torch.randn(2, 1, 33, 33)
+    with torch.no_grad():
+        torch.testing.assert_close(aware(x), paper(x), rtol=0, atol=0)
+
+
+def test_resolution_aware_mgno_gives_the_training_grid_prediction_at_nested_nodes():
+    """On a 4x finer nested grid the coarse nodes get exactly the 33x33 prediction; the paper
+    model's 3x3 stencils, in grid units, give another function there."""
+    aware, paper = _pair()
+    fine = torch.randn(2, 1, 129, 129)
+    coarse = fine[..., ::4, ::4]
+    with torch.no_grad():
+        want = aware(coarse)
+        torch.testing.assert_close(aware(fine)[..., ::4, ::4], want, rtol=1e-5, atol=1e-6)
+        gap = (paper(fine)[..., ::4, ::4] - want).norm() / want.norm()
+        assert gap > 0.1
+        assert aware(torch.randn(1, 1, 50, 47)).shape == (1, 1, 50, 47)  # any grid
+
+
+def test_resolution_aware_needs_a_core_grid():
+    with pytest.raises(ValueError, match="resolution_aware=True needs core_grid"):
+        MgNO(resolution_aware=True)
+
+
+def test_training_fills_the_core_grid_from_the_data_and_the_surrogate_keeps_it(tmp_path):
+    """model.resolution_aware=true: the core is the training grid (8x8 here), saved with the
+    checkpoint; the loaded surrogate predicts on a nested 15x15 grid with the 8x8 values at
+    the shared nodes and, between them, values that use the fine input (not interpolation)."""
+    spec = OperatorModule.model_spec({**MGNO, "resolution_aware": True}, grid_io(), {})
+    assert spec["core_grid"] == [8, 8]
+    torch.manual_seed(0)
+    op = load_operator(save(OperatorModule(spec, grid_io()), tmp_path / "aware.ckpt"))
+    assert op.operator.model.core_grid == (8, 8)
+    fine = 1 + torch.rand(3, 1, 15, 15, generator=torch.Generator().manual_seed(0))
+    out = op.predict(fine)
+    np.testing.assert_allclose(out[..., ::2, ::2], op.predict(fine[..., ::2, ::2]),
+                               rtol=1e-5, atol=1e-6)
+    assert np.abs(out - op.predict(fine, resample=True)).max() > 1e-4
+
+
+# -- configs and resume --------------------------------------------------------------------------
+def test_super_resolution_experiments_train_at_65_on_the_fine_257_set():
+    fno = compose_train("experiment=fno_darcy_superres_cpu")
+    mgno = compose_train("experiment=mgno_darcy_superres_cpu")
+    for cfg in (fno, mgno):
+        assert cfg.data.generate.pde.resolution == 257 and cfg.data.stride == 4
+        assert len(range(0, 257, cfg.data.stride)) == 65  # nested: every 4th fine node
+        assert cfg.module.loss == "h1" and cfg.trainer.max_epochs >= 10
+    assert fno.model.domain_padding == 0.125 and fno.model._target_.endswith("FNO2d")
+    assert mgno.model.resolution_aware is True and mgno.model._target_.endswith("MgNO")
+    assert compose_train("model=mgno").model.resolution_aware is False  # the paper's default
+
+
+def test_resume_of_a_run_saved_before_the_option_sees_no_change():
+    """A checkpoint from before ``model.resolution_aware`` existed resumes under a config that
+    leaves it false; turning it on is a change."""
+    saved = {"model": {"_target_": "opnet.models.mgno.MgNO", "width": 24}}
+    now = {"model": {**saved["model"], "resolution_aware": False}}
+    assert changes(saved, now) == []
+    on = {"model": {**saved["model"], "resolution_aware": True}}
+    assert [c[0] for c in changes(saved, on)] == ["model.resolution_aware"]
