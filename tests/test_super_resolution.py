@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_train
+from omegaconf import OmegaConf
 from test_surrogate_safety import MGNO, grid_io, save
 
 from opnet import load_operator
 from opnet.models.fno import FNO2d
+from opnet.models.layers import SpectralConv
 from opnet.models.mgno import MgNO
 from opnet.training.module import OperatorModule
 from opnet.training.resume import changes
@@ -29,6 +31,7 @@ def test_fractional_padding_keeps_the_fft_period_fixed():
         assert net.padding(n) == pad
         assert (n + pad) / (n - 1) == pytest.approx(1.125)
     assert FNO2d(modes=4, width=4, domain_padding=8).padding(257) == 8
+    assert net.padding(64) == 8 and net.padding(128) == 16  # rounded up to fast FFT sizes 72, 144
     assert sum(p.numel() for p in FNO2d(domain_padding=0.125).parameters()) == 2_368_001
 
 
@@ -67,6 +70,56 @@ def test_fno_output_on_refined_inputs_converges_with_fractional_padding():
     assert fraction[2] < 0.6 * fraction[1] < 0.36 * fraction[0]
     assert fraction[2] < 2e-4  # the prediction at 4x barely differs from the one at 2x
     assert all(f < p / 5 for f, p in zip(fraction, points, strict=True))
+
+
+def test_spectral_conv_evaluates_its_modes_on_a_finer_grid_of_the_same_domain():
+    """``sizes``: the kept modes evaluated on a 3x finer periodic grid agree with the coarse
+    output at the shared points and are the exact trigonometric interpolant between them."""
+    torch.manual_seed(0)
+    conv = SpectralConv(2, 3, (4, 4), dim=2)
+    x = torch.randn(2, 2, 12, 12)
+    fine = conv(x, sizes=(36, 36))
+    assert fine.shape == (2, 3, 36, 36)
+    torch.testing.assert_close(fine[..., ::3, ::3], conv(x), rtol=1e-4, atol=1e-5)
+    again = torch.fft.rfftn(fine, dim=(-2, -1)).abs()  # no energy above the kept modes
+    assert again[..., 5:-4, :].max() < 1e-3 and again[..., 4:].max() < 1e-3  # (+4: the
+    assert again[..., 4, 1:].max() < 1e-3  # conjugate of -4 in the real column 0 only)
+
+
+def _fno_pair() -> tuple[FNO2d, FNO2d]:
+    torch.manual_seed(0)
+    aware = FNO2d(modes=6, width=8, domain_padding=0.125, resolution_aware=True,
+                  core_grid=[33, 33]).eval()
+    plain = FNO2d(modes=6, width=8, domain_padding=0.125).eval()
+    plain.load_state_dict(aware.state_dict())
+    with torch.no_grad():
+        for a, p in zip(aware.spectral, plain.spectral, strict=True):
+            a.weight.normal_(0, 1 / 8)
+            p.weight.copy_(a.weight)
+    return aware, plain
+
+
+def test_resolution_aware_fno_is_the_plain_fno_on_its_grid_and_consistent_on_finer_ones():
+    """On the 33x33 training grid: the plain FNO's numbers. On a nested 129x129 grid: the
+    33x33 prediction at the shared nodes (the Fourier transforms see what they saw in
+    training); the plain FNO differs there (it transforms the finer samples)."""
+    aware, plain = _fno_pair()
+    coarse_grid = torch.randn(2, 1, 33, 33)
+    fine = torch.nn.functional.interpolate(coarse_grid, size=(129, 129), mode="nearest-exact")
+    fine[..., ::4, ::4] = coarse_grid
+    with torch.no_grad():
+        torch.testing.assert_close(aware(coarse_grid), plain(coarse_grid), rtol=0, atol=0)
+        want = aware(coarse_grid)
+        torch.testing.assert_close(aware(fine)[..., ::4, ::4], want, rtol=1e-4, atol=1e-5)
+        assert (plain(fine)[..., ::4, ::4] - want).norm() > 1e-3 * want.norm()
+        assert aware(torch.randn(1, 1, 50, 41)).shape == (1, 1, 50, 41)  # any grid
+
+
+@pytest.mark.parametrize("kwargs", [{"domain_padding": 8, "core_grid": [33, 33]},
+                                    {"domain_padding": 0.125}])
+def test_resolution_aware_fno_needs_a_core_grid_and_a_fractional_padding(kwargs):
+    with pytest.raises(ValueError, match="resolution_aware=True needs core_grid"):
+        FNO2d(modes=4, width=4, resolution_aware=True, **kwargs)
 
 
 # -- MgNO ----------------------------------------------------------------------------------------
@@ -131,8 +184,13 @@ def test_super_resolution_experiments_train_at_65_on_the_fine_257_set():
         assert len(range(0, 257, cfg.data.stride)) == 65  # nested: every 4th fine node
         assert cfg.module.loss == "h1" and cfg.trainer.max_epochs >= 10
     assert fno.model.domain_padding == 0.125 and fno.model._target_.endswith("FNO2d")
-    assert mgno.model.resolution_aware is True and mgno.model._target_.endswith("MgNO")
+    for cfg in (fno, mgno):
+        assert cfg.model.resolution_aware is True
+        spec = OperatorModule.model_spec(OmegaConf.to_container(cfg.model), grid_io(
+            grid=[65, 65]), {})
+        assert spec["core_grid"] == [65, 65]
     assert compose_train("model=mgno").model.resolution_aware is False  # the paper's default
+    assert compose_train("model=fno").model.resolution_aware is False
 
 
 def test_resume_of_a_run_saved_before_the_option_sees_no_change():

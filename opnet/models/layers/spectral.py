@@ -3,6 +3,7 @@ ICLR 2021; ``SpectralConv1d/2d/3d`` of the reference ``fourier_{1,2,3}d.py``).""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -43,23 +44,34 @@ class SpectralConv(nn.Module):
                       for j, (m, n) in enumerate(zip(first, sizes[:-1], strict=True)))
                 + (slice(0, last),) for c in range(2 ** len(first))]
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x [B, C_in, *S]`` -> ``[B, C_out, *S]`` (float32)."""
-        sizes = tuple(x.shape[-self.dim:])
+    def forward(self, x: Tensor, sizes: Sequence[int] | None = None) -> Tensor:
+        """``x [B, C_in, *S]`` -> ``[B, C_out, *S]`` (float32); ``sizes``: evaluate the kept
+        modes on another grid of the same periodic domain instead, ``[B, C_out, *sizes]``
+        (the spectral interpolation of the output; its values at the shared points are the
+        ``S``-grid output's)."""
+        grid = tuple(x.shape[-self.dim:])
+        out_sizes = grid if sizes is None else tuple(int(n) for n in sizes)
+        for shape in {grid, out_sizes}:
+            self._check_grid(shape)
+        axes = tuple(range(-self.dim, 0))
+        x_ft = torch.fft.rfftn(x.float(), dim=axes)
+        weight = torch.view_as_complex(self.weight.float())
+        out = x_ft.new_zeros(x.shape[0], weight.shape[2], *out_sizes[:-1],
+                             out_sizes[-1] // 2 + 1)
+        for w, source, target in zip(weight, self.corners(grid), self.corners(out_sizes),
+                                     strict=True):
+            out[(slice(None), slice(None), *target)] = torch.einsum(
+                "bi...,io...->bo...", x_ft[(slice(None), slice(None), *source)], w)
+        y = torch.fft.irfftn(out, s=out_sizes, dim=axes)
+        return y if out_sizes == grid else y * (math.prod(out_sizes) / math.prod(grid))
+
+    def _check_grid(self, sizes: tuple[int, ...]) -> None:
         need = [2 * m for m in self.modes[:-1]] + [2 * (self.modes[-1] - 1)]
         if (any(2 * m > n for m, n in zip(self.modes[:-1], sizes[:-1], strict=True))
                 or self.modes[-1] > sizes[-1] // 2 + 1):
             raise ValueError(f"grid {'x'.join(map(str, sizes))} is too small for "
                              f"{'x'.join(map(str, self.modes))} Fourier modes (need a grid of "
                              f"at least {'x'.join(map(str, need))})")
-        axes = tuple(range(-self.dim, 0))
-        x_ft = torch.fft.rfftn(x.float(), dim=axes)
-        weight = torch.view_as_complex(self.weight.float())
-        out = x_ft.new_zeros(x.shape[0], weight.shape[2], *sizes[:-1], sizes[-1] // 2 + 1)
-        for w, corner in zip(weight, self.corners(sizes), strict=True):
-            index = (slice(None), slice(None), *corner)
-            out[index] = torch.einsum("bi...,io...->bo...", x_ft[index], w)
-        return torch.fft.irfftn(out, s=sizes, dim=axes)
 
 
 class SpectralConv2d(SpectralConv):
