@@ -185,3 +185,24 @@ def test_error_vs_resolution_skips_zero_floors(nested, tmp_path):
     assert np.isfinite(lines["solver floor"]).tolist() == [True, True, False]
     assert np.isfinite(lines["interpolation floor"]).tolist() == [False, False, True]
     assert plot.save_figure(fig, tmp_path / "e.png").stat().st_size > 1000
+
+
+def test_super_resolution_benchmark_reports_the_protocol_rows(nested, tmp_path):
+    """benchmarks/super_resolution.py: one JSON line per variant and resolution, with the
+    numbers of resolution_evaluations (native) and of the resample path."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "sr.jsonl"
+    subprocess.run([sys.executable, "benchmarks/super_resolution.py", str(nested.ckpt),
+                    "--resolutions", *map(str, RES), "--n", "4",
+                    "--data-root", str(nested.root / "data"), "--out", str(out)],
+                   cwd=Path(__file__).parents[1], check=True, capture_output=True)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["variant"], r["grid"][0]) for r in lines] == [
+        (v, r) for v in ("native", "resample") for r in RES]
+    for line, row in zip(lines[:3], (e.row for e in nested.results), strict=True):
+        assert line["rel_l2"] == pytest.approx(row["rel_l2"], rel=1e-6)
+        assert line["protocol"] == "nested" and line["threads"] == 1
+    assert lines[4]["rel_l2"] == pytest.approx(lines[1]["rel_l2"], rel=1e-6)  # 17: trained grid
