@@ -12,10 +12,12 @@
 computed on de-normalised outputs (:mod:`opnet.metrics`):
 grid operators report relative L2, FFT-H1, MSE and the PDEBench metrics (RMSE, nRMSE, max
 error, cRMSE, bRMSE, fRMSE in low/mid/high Fourier bands), time-stepping operators the same
-on their autoregressive rollout; DeepONets the same without the grid-only ones, at the
-dataset's own query points, plus ``mse_wo_outliers`` (the largest 0.1 % of squared errors
-dropped, as the reference); PROSE its §5 metrics (``rel_l2_2_4``, ``rel_l2_4_6``,
-``rel_l2_2_6``, ``valid_pct``, ``expr_error``) with the training run's test noise and symbol
+on their autoregressive rollout plus the relative L2 and correlation per step and the
+correlation time (steps with mean correlation >= 0.9; ``error_vs_step.png``); DeepONets
+the same without the grid-only ones, at the dataset's own query points, plus
+``mse_wo_outliers`` (the largest 0.1 % of squared errors dropped, as the reference); PROSE
+its §5 metrics (``rel_l2_2_4``, ``rel_l2_4_6``, ``rel_l2_2_6``, ``valid_pct``,
+``expr_error``) with the training run's test noise and symbol
 inputs (``set={gamma:0.15}`` is the paper's out-of-distribution test).
 
 ``resolution`` (nodes per side) evaluates an operator trained on one grid on others by the
@@ -131,7 +133,7 @@ def evaluate_grid(op: Surrogate, data_dir: str | os.PathLike, split: str = "test
     operator accepts, subsampled by ``stride``; ``resample``: through the training grid,
     ``Surrogate.predict(a, resample=True)``); a time-stepping operator (trained on
     trajectories) is rolled out from each trajectory's first frame."""
-    from opnet.metrics import grid_metrics, per_sample_rel_l2
+    from opnet.metrics import grid_metrics, per_sample_rel_l2, rollout_summary
 
     io, path = op.io, h5.split_path(data_dir, split)
     dataset = io["dataset"]
@@ -152,7 +154,9 @@ def evaluate_grid(op: Surrogate, data_dir: str | os.PathLike, split: str = "test
     row = {"data": str(path), "grid": list(y.shape[2:]), "samples": len(y),
            "train_grid": io["grid"], **({"resample": True} if resample else {})}
     row.update(_jsonable(grid_metrics(pred, y)))
-    if not dataset.get("trajectory_field"):  # the PDE residual, where the problem has one
+    if dataset.get("trajectory_field"):
+        row.update(rollout_summary(pred, y, int(io["out_channels"])))
+    else:  # the PDE residual, where the problem has one
         from opnet.physics import grid_residual_metrics
 
         row.update(grid_residual_metrics(path, x, pred, y))
@@ -413,7 +417,8 @@ def run(cfg: Mapping[str, Any]) -> list[Evaluation]:
 
 
 def _figures(results: list[Evaluation], folder: Path, draw: Any) -> list[Path]:
-    """Sample figures (``draw``: the family's figure function), error histograms and, for
+    """Sample figures (``draw``: the family's figure function), error histograms, for
+    rollouts the errors and correlation by step (``error_vs_step.png``) and, for
     several resolutions, the errors and floors against the resolution
     (:func:`opnet.resolution.resolution_figure`)."""
     from opnet import plot
@@ -428,6 +433,10 @@ def _figures(results: list[Evaluation], folder: Path, draw: Any) -> list[Path]:
         if len(r.errors):
             made.append(plot.save_figure(plot.error_histogram(r.errors),
                                          folder / f"errors_{tag}.png"))
+        if "rel_l2_per_step" in r.row:  # a rollout: errors and correlation by step
+            fig = plot.error_vs_step(r.row["rel_l2_per_step"], r.row["correlation_per_step"])
+            name = f"error_vs_step_{i}.png" if len(results) > 1 else "error_vs_step.png"
+            made.append(plot.save_figure(fig, folder / name))
     fig = resolution_figure(results)
     if fig is not None:
         made.append(plot.save_figure(fig, folder / "error_vs_resolution.png"))

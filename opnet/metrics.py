@@ -38,6 +38,14 @@ the sum over the N = ∏ n_a spatial points.
 ``mse``, ``rmse``, ``nrmse``, ``crmse``, ``max_error`` as above with the Q points in place of
 the grid (Σ over Q, N = Q), and ``mse_wo_outliers``: the mean of e² after dropping the largest
 ⌊n/1000⌋ of the n = B·Q·C squared errors (the DeepONet reference's test metric).
+
+**Rollouts** ``[B, R·C, *grid]`` (R frames of C channels, :func:`rollout_errors`,
+:func:`rollout_correlation`, :func:`correlation_time`): per sample and step, the relative L2
+of the frame (``rel_l2`` above on the frame's C·N values) and the Pearson correlation of the
+frame's C·N values with the truth's (PDEArena ``pearson_correlation``: population standard
+deviations, the denominator clamped at float32's smallest normal, so a constant field
+correlates 0); the correlation time is the number of leading steps whose mean correlation
+stays >= a threshold (0.9 in PDEArena and the turbulence-surrogate literature).
 """
 
 from __future__ import annotations
@@ -208,3 +216,65 @@ def point_metrics(pred: ArrayLike, true: ArrayLike) -> dict[str, float]:
     out = _field_metrics(np.moveaxis(e, 2, 1), np.moveaxis(t, 2, 1))
     out["mse_wo_outliers"] = _mse_wo_outliers(e)
     return out
+
+
+# ------------------------------------------------------------------------------ rollouts
+def _frames(pred: ArrayLike, truth: ArrayLike, channels: int,
+            fn: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """pred, truth ``[B, R·C, *grid]`` -> ``[B, R, C·N]`` tensors (float64; float32 on MPS,
+    which has no float64), on pred's device."""
+    p, t = torch.as_tensor(pred), torch.as_tensor(truth)
+    if p.shape != t.shape:
+        raise ValueError(f"{fn}: pred has shape {tuple(p.shape)} but truth has shape "
+                         f"{tuple(t.shape)}; both must be [B, R*C, *grid] with the same shape")
+    c = int(channels)
+    if p.ndim < 3 or c < 1 or p.shape[1] % c or not p.shape[0] or not p.shape[1]:
+        raise ValueError(f"{fn}: expected [B, R*C, *grid] with R*C a multiple of "
+                         f"channels={channels}, got shape {tuple(p.shape)}")
+    dtype = torch.float32 if p.device.type == "mps" else torch.float64
+    b, r = p.shape[0], p.shape[1] // c
+    p = p.detach().to(dtype).reshape(b, r, -1)
+    return p, t.detach().to(p.device, dtype).reshape(b, r, -1)
+
+
+def rollout_errors(pred: ArrayLike, truth: ArrayLike, channels: int) -> torch.Tensor:
+    """Relative L2 per sample and step ``[B, R]`` of rollouts ``[B, R·C, *grid]``
+    (C = ``channels`` per frame): ‖pred_{b,r} − truth_{b,r}‖₂ / ‖truth_{b,r}‖₂ over the
+    frame's C·N values."""
+    p, t = _frames(pred, truth, channels, "rollout_errors")
+    return (p - t).norm(dim=-1) / t.norm(dim=-1)
+
+
+def rollout_correlation(pred: ArrayLike, truth: ArrayLike, channels: int) -> torch.Tensor:
+    """Pearson correlation per sample and step ``[B, R]`` of rollouts ``[B, R·C, *grid]``
+    over each frame's C·N values (PDEArena's; a constant frame correlates 0)."""
+    p, t = _frames(pred, truth, channels, "rollout_correlation")
+    p, t = p - p.mean(dim=-1, keepdim=True), t - t.mean(dim=-1, keepdim=True)
+    std = (p.square().mean(dim=-1) * t.square().mean(dim=-1)).sqrt()
+    return (p * t).mean(dim=-1) / std.clamp(min=torch.finfo(torch.float32).tiny)
+
+
+def correlation_time(corr: ArrayLike, threshold: float = 0.9) -> float:
+    """Leading steps whose correlation (``[R]``, or ``[B, R]`` averaged over the samples)
+    stays >= ``threshold``: R if it never drops below, 0 if the first step is below (a NaN
+    step counts as below)."""
+    c = (corr.detach().double() if isinstance(corr, torch.Tensor)
+         else torch.as_tensor(np.asarray(corr, dtype=np.float64)))  # lists: no float32 0.9
+    if c.ndim == 2:
+        c = c.mean(dim=0)
+    if c.ndim != 1 or not len(c):
+        raise ValueError(f"correlation_time expects correlations [R] or [B, R] with R >= 1, "
+                         f"got shape {tuple(c.shape)}")
+    below = torch.nonzero(~(c >= threshold))
+    return float(below[0, 0]) if len(below) else float(len(c))
+
+
+def rollout_summary(pred: ArrayLike, truth: ArrayLike, channels: int,
+                    threshold: float = 0.9) -> dict[str, list[float] | float]:
+    """Per-step means over the samples of rollouts ``[B, R·C, *grid]``: ``rel_l2_per_step``
+    and ``correlation_per_step`` (lists of R floats) and ``correlation_time`` (leading steps
+    with mean correlation >= ``threshold``, :mod:`opnet.metrics`)."""
+    corr = rollout_correlation(pred, truth, channels).mean(dim=0)
+    return {"rel_l2_per_step": rollout_errors(pred, truth, channels).mean(dim=0).tolist(),
+            "correlation_per_step": corr.tolist(),
+            "correlation_time": correlation_time(corr, threshold)}

@@ -1,5 +1,6 @@
 """Figures of operator predictions: a few samples (input, truth, prediction, error), error
-histograms and error against resolution, as PNG files or TensorBoard images.
+histograms, error against resolution and a rollout's error and correlation by step, as PNG
+files or TensorBoard images.
 
 Pure plotting on numpy arrays (no torch, no Lightning); matplotlib is the optional extra
 ``pip install 'opnet[plot]'``. The figures are :class:`matplotlib.figure.Figure` objects
@@ -352,6 +353,40 @@ def error_vs_resolution(resolutions: Sequence[float], errors: Mapping[str, Seque
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+def error_vs_step(rel_l2: Sequence[float], correlation: Sequence[float], *,
+                  threshold: float = 0.9) -> Figure:
+    """A rollout's mean relative L2 (left) and correlation (right) against the step
+    1..R, the correlation ``threshold`` as a dashed line and the correlation time (leading
+    steps with correlation >= threshold) in the title."""
+    err = np.asarray(rel_l2, np.float64).ravel()
+    corr = np.asarray(correlation, np.float64).ravel()
+    if not len(err) or err.shape != corr.shape:
+        raise ValueError(f"error_vs_step: expected rel_l2 and correlation with the same "
+                         f"number (>= 1) of steps, got {err.size} and {corr.size}")
+    steps = np.arange(1, len(err) + 1)
+    below = np.flatnonzero(~(corr >= threshold))
+    ctime = int(below[0]) if len(below) else len(corr)
+    fig = _figure(8.0, 3.2, layout="constrained")
+    ax_err, ax_corr = fig.subplots(1, 2)
+    ax_err.plot(steps, err, "o-", color="C0")
+    if np.all(err[np.isfinite(err)] > 0) and np.nanmax(err) > 100 * np.nanmin(err):
+        ax_err.set_yscale("log")
+    ax_err.set_ylabel("relative L2")
+    ax_err.set_title("error by rollout step", fontsize=9)
+    ax_corr.plot(steps, corr, "o-", color="C1", label="correlation")
+    ax_corr.axhline(threshold, color="C3", lw=1.0, ls="--", label=f"threshold {threshold:g}")
+    if 0 < ctime < len(corr):
+        ax_corr.axvline(ctime + 0.5, color="0.5", lw=0.8, ls=":")
+    ax_corr.set_ylabel("correlation")
+    ax_corr.set_title(f"correlation time: {ctime} of {len(corr)} steps", fontsize=9)
+    ax_corr.legend(fontsize=8)
+    for ax in (ax_err, ax_corr):
+        ax.set_xlabel("step")
+        ax.set_xticks(steps if len(steps) <= 20 else steps[:: math.ceil(len(steps) / 10)])
+        ax.grid(True, alpha=0.3)
     return fig
 
 

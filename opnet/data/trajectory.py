@@ -2,9 +2,12 @@
 autoregressive rollouts for evaluation (the MgNO NS2 / FNO Navier–Stokes set-up).
 
 A trajectory field ``outputs/<field>`` holds frames ``[N, T, *grid]`` (time as the channel
-axis, as the Navier–Stokes generator writes it). Training uses every pair
-``frame t -> frame t+1`` for ``t < train_steps`` of every trajectory, shuffled (NS2:
-1000 trajectories x 10 steps = 10,000 pairs). Validation and test give the first frame
+axis, as the Navier–Stokes generator writes it). Training uses every window
+``frame t -> frames t+1 .. t+unroll`` of frames ``0 .. train_steps`` of every trajectory,
+shuffled: with ``unroll = 1`` the one-step pairs (NS2: 1000 trajectories x 10 steps = 10,000
+pairs); with more, what rollout training (:mod:`opnet.training.rollout`) unrolls over.
+Windows come from one split's file only, so no frame of a validation or test trajectory is
+ever a training target. Validation and test give the first frame
 as ``x [B, 1, *grid]`` and the next ``rollout_steps`` frames as ``y [B, R, *grid]``; the
 LightningModule rolls the one-step model out R times and reports the relative L2 of the
 stacked frames per trajectory (NS2 ``test_l2_full``) and of the first step alone.
@@ -28,6 +31,18 @@ from opnet.data.datamodule import (
     chunk_size,
 )
 from opnet.data.h5 import DatasetError, grid_field
+
+
+def windows(traj: np.ndarray, unroll: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of ``unroll + 1`` consecutive frames of ``traj [N, F, *grid]``,
+    trajectory-major: ``x [N·W, 1, *grid]`` (frame t) and ``y [N·W, unroll, *grid]`` (frames
+    t+1 .. t+unroll), ``W = F − unroll`` windows per trajectory."""
+    n, frames, *grid = traj.shape
+    view = np.lib.stride_tricks.sliding_window_view(traj, unroll + 1, axis=1)
+    view = np.moveaxis(view, -1, 2)  # [N, W, unroll + 1, *grid]
+    x = np.ascontiguousarray(view[:, :, :1]).reshape(-1, 1, *grid)
+    y = np.ascontiguousarray(view[:, :, 1:]).reshape(-1, unroll, *grid)
+    return x, y
 
 
 def read_trajectories(path: str | Path, field: str, initial_field: str | None, frames: int,
@@ -54,10 +69,13 @@ class LazyTrajectories(LazySplit, Dataset):
     1..steps (a rollout). Only shapes and a first sample are read in ``__init__``."""
 
     def __init__(self, path: str | Path, field: str, initial_field: str | None, steps: int,
-                 pairs: bool, stride: int = 1, limit: int | None = None) -> None:
+                 pairs: bool, stride: int = 1, limit: int | None = None,
+                 unroll: int = 1) -> None:
         keys = ([f"inputs/{initial_field}"] if initial_field else []) + [f"outputs/{field}"]
         super().__init__(path, keys)
         self.steps, self.pairs, self.stride = int(steps), bool(pairs), int(stride)
+        self.unroll = int(unroll) if pairs else self.steps
+        self.per_trajectory = self.steps - self.unroll + 1 if pairs else 1
         self.layout: list[tuple[str, int, int, int]] = []  # key, first frame, frames, ndim
         frames, sizes, grids = 0, set(), set()
         with h5.open_split(self.path) as f:
@@ -97,24 +115,21 @@ class LazyTrajectories(LazySplit, Dataset):
         return values
 
     def __len__(self) -> int:
-        return self.n_trajectories * (self.steps if self.pairs else 1)
+        return self.n_trajectories * self.per_trajectory
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         i = int(i)
         if not -len(self) <= i < len(self):
             raise IndexError(f"item {i} of a split with {len(self)} items ({self.path})")
         i %= len(self)
-        if self.pairs:
-            j, t = divmod(i, self.steps)
-            frames = self.frames(j, t, t + 2)
-        else:
-            frames = self.frames(i, 0, self.steps + 1)
+        j, t = divmod(i, self.per_trajectory)
+        frames = self.frames(j, t, t + self.unroll + 1)
         return {"x": torch.from_numpy(frames[:1]), "y": torch.from_numpy(frames[1:])}
 
     @property
     def sample_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Per-sample shapes ``(C_in, *grid)``, ``(C_out, *grid)``."""
-        return (1, *self.grid), (1 if self.pairs else self.steps, *self.grid)
+        return (1, *self.grid), (self.unroll, *self.grid)
 
     @property
     def nbytes(self) -> int:
@@ -130,8 +145,8 @@ class LazyTrajectories(LazySplit, Dataset):
             traj = self.frames(slice(start, min(start + size, self.n_trajectories)), 0,
                                self.steps + 1)
             if self.pairs:
-                part = traj[:, :-1] if group == "inputs" else traj[:, 1:]
-                yield part.reshape(-1, 1, *self.grid)
+                part = windows(traj, self.unroll)[0 if group == "inputs" else 1]
+                yield part.reshape(-1, 1, *self.grid)  # frames: the normalisers' samples
             else:
                 yield traj[:, :1] if group == "inputs" else traj[:, 1:]
 
@@ -142,7 +157,8 @@ class TrajectoryDataModule(GridDataModule):
     ``trajectory_field``: the ``outputs`` field with frames ``[N, T, *grid]``;
     ``initial_field``: an ``inputs`` field prepended as frame 0 (null: the trajectory's
     own first frame starts it, as FNO's ``u``); ``train_steps``: pairs per trajectory;
-    ``rollout_steps``: frames predicted autoregressively in validation/test. Other
+    ``rollout_steps``: frames predicted autoregressively in validation/test; ``unroll``: frames
+    each training item predicts (windows of ``unroll + 1`` frames; 1: one-step pairs). Other
     arguments as :class:`GridDataModule` (its ``input_fields``/``output_fields`` are set
     to the trajectory field; ``in_memory=False`` reads the pairs and rollouts one item at a
     time from the file, :class:`LazyTrajectories`).
@@ -150,7 +166,7 @@ class TrajectoryDataModule(GridDataModule):
 
     def __init__(self, data_dir: str, trajectory_field: str = "w",
                  initial_field: str | None = None, train_steps: int = 10,
-                 rollout_steps: int = 10, **kwargs) -> None:
+                 rollout_steps: int = 10, unroll: int = 1, **kwargs) -> None:
         for key in ("input_fields", "output_fields"):
             kwargs.pop(key, None)
         for key in ("labels", "unlabelled_dir"):
@@ -160,11 +176,16 @@ class TrajectoryDataModule(GridDataModule):
                                  "expected null")
         super().__init__(data_dir, input_fields=[trajectory_field],
                          output_fields=[trajectory_field], **kwargs)
-        for key, value in (("train_steps", train_steps), ("rollout_steps", rollout_steps)):
+        for key, value in (("train_steps", train_steps), ("rollout_steps", rollout_steps),
+                           ("unroll", unroll)):
             if int(value) < 1:
                 raise ValueError(f"data.{key}={value}: expected an integer >= 1")
+        if int(unroll) > int(train_steps):
+            raise ValueError(f"data.unroll={unroll}: expected at most data.train_steps="
+                             f"{train_steps} (windows of unroll + 1 of the frames 0..train_steps)")
         self.trajectory_field, self.initial_field = trajectory_field, initial_field
         self.train_steps, self.rollout_steps = int(train_steps), int(rollout_steps)
+        self.unroll = int(unroll)
 
     def _trajectories(self, split: str, frames: int) -> np.ndarray:
         return read_trajectories(h5.split_path(self.data_dir, split), self.trajectory_field,
@@ -176,25 +197,36 @@ class TrajectoryDataModule(GridDataModule):
             lazy = LazyTrajectories(
                 h5.split_path(self.data_dir, split), self.trajectory_field, self.initial_field,
                 self.train_steps if split == "train" else self.rollout_steps, split == "train",
-                self.stride, self.limits[split])
+                self.stride, self.limits[split], self.unroll)
             if not self.keep_in_memory(lazy.nbytes):
                 return lazy
         if split == "train":
-            traj = self._trajectories(split, self.train_steps + 1)
-            x = traj[:, :-1].reshape(-1, 1, *traj.shape[2:])
-            y = traj[:, 1:].reshape(-1, 1, *traj.shape[2:])
-            return GridDataset(np.ascontiguousarray(x), np.ascontiguousarray(y))
+            return GridDataset(*windows(self._trajectories(split, self.train_steps + 1),
+                                        self.unroll))
         traj = self._trajectories(split, self.rollout_steps + 1)
         return GridDataset(np.ascontiguousarray(traj[:, :1]), np.ascontiguousarray(traj[:, 1:]))
+
+    def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Training inputs and targets for fitting normalizers, one frame per sample."""
+        x, y = super().train_arrays()
+        return x, y.reshape(-1, 1, *y.shape[2:])
+
+    def _stat_sources(self, group: str) -> list:
+        """As :class:`GridDataModule`'s, the targets of a window one frame per sample (the
+        normalizers see frames, whatever ``unroll``)."""
+        sources = super()._stat_sources(group)
+        return [src.reshape(-1, 1, *src.shape[2:]) if isinstance(src, torch.Tensor) else src
+                for src in sources]
 
     def io_spec(self) -> dict:
         """The data description the module and checkpoint keep: channels, grid, normalizers,
         fields, rollout steps, provenance."""
         spec = super().io_spec()
         spec["out_channels"] = 1  # one frame per step; evaluation rolls out
-        spec["rollout_steps"] = self.rollout_steps
+        spec["rollout_steps"], spec["unroll"] = self.rollout_steps, self.unroll
+        per_trajectory = self.train_steps - self.unroll + 1
         spec["dataset"].update(trajectory_field=self.trajectory_field,
                                initial_field=self.initial_field, train_steps=self.train_steps,
-                               n_trajectories=len(self.splits["train"]) // self.train_steps)
+                               n_trajectories=len(self.splits["train"]) // per_trajectory)
         return spec
 

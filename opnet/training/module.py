@@ -17,12 +17,14 @@ import torch
 from torch import Tensor
 
 from opnet.checkpoint import OPERATOR_FORMAT
+from opnet.metrics import correlation_time, rollout_correlation, rollout_errors
 from opnet.models import build_model
 from opnet.models.operator import NormalisedOperator, OperatorParts
 from opnet.physics import build_physics, relative_residual
 from opnet.training.base import ConfigError, OperatorLightningModule
 from opnet.training.losses import get_loss, h1, reduce, rel_l2
 from opnet.training.optim import Recipe
+from opnet.training.rollout import RolloutTraining, unrolled_loss
 
 __all__ = ["OPERATOR_FORMAT", "ConfigError", "OperatorModule", "build_model", "fill_channels"]
 
@@ -63,6 +65,9 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
     physics: the residual of the data's problem as loss terms (:mod:`opnet.physics`;
         ``weight`` 0: off). Batches with a ``labelled`` mask take the data loss on their
         labelled samples only.
+    rollout: time-stepping data only: train over k autoregressive steps (curriculum,
+        pushforward, input noise, recomputation; :mod:`opnet.training.rollout`); default
+        one step (teacher forcing).
     """
 
     kind: ClassVar[str] = "grid"
@@ -74,11 +79,24 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
                                                                                          0.999),
                  eps: float = 1e-8, fused: bool | None = False,
                  scheduler: str | Mapping[str, Any] | None = None,
-                 physics: Mapping[str, Any] | None = None) -> None:
+                 physics: Mapping[str, Any] | None = None,
+                 rollout: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.operator = NormalisedOperator.from_spec(model, io)
         self.physics = build_physics(physics, io)
+        stepping = bool(io.get("rollout_steps"))
+        try:
+            self.rollout_training = RolloutTraining.from_options(
+                rollout, int(io.get("unroll") or 1) if stepping else None)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if self.rollout_training.active and (not stepping or self.physics is not None):
+            raise ConfigError(
+                f"module.rollout={dict(rollout or {})}: rollout training needs time-stepping "
+                "(trajectory) data and no module.physics; data "
+                f"'{io['dataset']['name']}' is {'physics-informed' if stepping else 'not'} "
+                "time-stepping data")
         self.loss_fn = get_loss(loss)
         reduce(torch.zeros(1), reduction)  # validates the name now, not mid-training
         self.check_options()  # a bad optimiser/schedule fails now, not at the first step
@@ -122,10 +140,12 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
 
     # -- steps ---------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        pred = self(batch["x"])
-        labelled = batch.get("labelled")
         # DDP averages the ranks' gradients; a sum over the global batch needs x ranks
         ranks = self.trainer.world_size if self.hparams.reduction == "sum" else 1
+        if self.hparams.io.get("rollout_steps") and self.physics is None:  # one or k steps
+            return self.stepping_loss(batch["x"], batch["y"]) * ranks
+        pred = self(batch["x"])
+        labelled = batch.get("labelled")
         if labelled is None:
             loss = reduce(self.loss_fn(pred, batch["y"]), self.hparams.reduction)
         elif bool(labelled.any()):
@@ -144,6 +164,21 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
                  batch_size=len(pred))
         return loss * ranks if ranks > 1 else loss
 
+    def stepping_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """The loss of a time-stepping window ``x [B, 1, *grid] -> y [B, unroll, *grid]``:
+        k steps of the current epoch (:mod:`opnet.training.rollout`; k = 1: one step)."""
+        plan = self.rollout_training
+        k = plan.steps_at(self.current_epoch)
+        loss = unrolled_loss(self.operator, x, y, k,
+                             lambda p, t: reduce(self.loss_fn(p, t), self.hparams.reduction),
+                             plan.pushforward, plan.noise, plan.checkpoint)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=len(x))
+        if plan.active:
+            self.log("train/unroll_steps", float(k), on_step=False, on_epoch=True,
+                     batch_size=len(x))
+        return loss
+
     def rollout(self, x: Tensor, steps: int) -> Tensor:
         """Apply the one-step operator ``steps`` times: ``x [B, C, *grid]`` ->
         ``[B, steps·C, *grid]`` (the frames after x)."""
@@ -161,14 +196,51 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
         pred = self.predict_frames(x)
         metrics = {"rel_l2": rel_l2(pred, y).mean(),
                    "mse": torch.mean((pred.float() - y.float()) ** 2)}
-        if steps > 1:
+        later: dict[str, Tensor] = {}  # steps 2..R: epoch means, kept out of the progress bar
+        if steps > 1:  # per step; the correlation time at the epoch's end
             c = self.hparams.io["out_channels"]
-            metrics["rel_l2_step1"] = rel_l2(pred[:, :c], y[:, :c]).mean()
+            per_step = rollout_errors(pred, y, c).mean(dim=0)
+            metrics["rel_l2_step1"] = per_step[0]
+            later = {f"{stage}/rel_l2_step{i}": e for i, e in enumerate(per_step, 1) if i > 1}
+            self._add_correlation(stage, rollout_correlation(pred, y, c))
         if pred.ndim == 4:
             metrics["h1"] = h1(pred, y).mean()
         if self.physics is not None and steps == 1:
             metrics["residual"] = relative_residual(self.physics.residual, x, pred).mean()
         self.log_metrics(stage, metrics, len(pred))
+        if later:
+            self.log_dict(later, on_step=False, on_epoch=True, sync_dist=True,
+                          batch_size=len(pred))
+
+    # -- rollout correlation: per-step sums over an epoch's batches -------------------------
+    def _add_correlation(self, stage: str, corr: Tensor) -> None:
+        """Add a batch's per-sample, per-step correlations ``[B, R]`` to ``stage``'s sums."""
+        sums = self.__dict__.setdefault("_correlation_sums", {})
+        total, count = sums.get(stage, (0.0, 0))
+        sums[stage] = (corr.sum(dim=0) + total, count + len(corr))
+
+    def _log_correlation_time(self, stage: str) -> None:
+        """Log ``{stage}/correlation_time`` of the epoch's mean per-step correlation (sums
+        reduced over ranks) and clear the sums."""
+        total, count = self.__dict__.get("_correlation_sums", {}).pop(stage, (None, 0))
+        if total is None:
+            return
+        stats = torch.cat([total, total.new_tensor([count])])
+        stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
+        self.log(f"{stage}/correlation_time", correlation_time(stats[:-1] / stats[-1]),
+                 on_step=False, on_epoch=True, sync_dist=True)  # the same on every rank
+
+    def on_validation_epoch_start(self) -> None:
+        self.__dict__.get("_correlation_sums", {}).pop("val", None)
+
+    def on_test_epoch_start(self) -> None:
+        self.__dict__.get("_correlation_sums", {}).pop("test", None)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_correlation_time("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_correlation_time("test")
 
     @torch.no_grad()
     def figure_data(self, batch: Mapping[str, Tensor], n: int = 4) -> dict[str, Any]:

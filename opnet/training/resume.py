@@ -84,9 +84,17 @@ def plain_config(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
 
 
-def _off(value: Any) -> bool:
-    """Absent, null or false: the value of a key that was added since and is left off."""
-    return value is MISSING or value is None or value is False
+#: Keys added since checkpoints were first written, at the value that keeps the old behaviour
+#: (a checkpoint without them resumes under a config that has them at these values).
+ADDED_DEFAULTS: dict[str, Any] = {"module.rollout.steps": 1, "module.rollout.noise": 0.0,
+                                  "data.unroll": 1}
+
+
+def _off(key: str, value: Any) -> bool:
+    """Absent, null, false or an added key's old-behaviour value: a key that was added since
+    and is left off."""
+    return (value is MISSING or value is None or value is False
+            or (key in ADDED_DEFAULTS and value == ADDED_DEFAULTS[key]))
 
 
 def changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -96,7 +104,7 @@ def changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[tuple[
     found = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, MISSING), new.get(key, MISSING)
-        if _off(a) and _off(b):  # a key added since, left null (or an opt-in left false)
+        if _off(key, a) and _off(key, b):  # a key added since, left null (or an opt-in left false)
             continue
         if a != b and kind_of(key) != "runtime":
             found.append((key, a, b))
