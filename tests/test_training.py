@@ -229,7 +229,7 @@ def experiment_data(darcy64_tiny, tmp_path_factory):
 def _data_kind(experiment: str) -> str:
     if experiment.startswith("mgno_helmholtz"):
         return "helmholtz51" if experiment.endswith("_cpu") else "helmholtz101"
-    if experiment.startswith("mgno_navier_stokes"):
+    if "navier_stokes" in experiment:
         return "navier_stokes64"
     if "superres" in experiment:  # a fine grid read at stride 4 (33x33)
         return "darcy129"
