@@ -162,8 +162,11 @@ def evaluate_grid(op: Surrogate, data_dir: str | os.PathLike, split: str = "test
         row.update(grid_residual_metrics(path, x, pred, y))
     kind = "grid2d" if y.ndim == 4 else "grid1d"
     coords = None
-    if kind == "grid1d":
-        coords = np.linspace(0.0, 1.0, y.shape[-1])
+    if kind == "grid1d":  # the file's x (periodic: i/n) where it matches, else nodes on [0, 1]
+        nodes = h5.read_coords(path, stride).get("x")
+        if nodes is None or len(nodes) != y.shape[-1]:
+            nodes = np.linspace(0.0, 1.0, y.shape[-1])
+        coords = {"in": nodes, "out": nodes}
     return Evaluation(row, kind, x[:keep, 0], y[:keep, 0], pred[:keep, 0], coords,
                       errors=per_sample_rel_l2(pred, y))
 

@@ -220,6 +220,9 @@ def experiment_data(darcy64_tiny, tmp_path_factory):
                 generate("darcy", out=root / kind, resolution=129, **tiny)
             elif kind == "navier_stokes64":  # 11 frames at 64x64 (synthetic: shapes matter)
                 write_trajectories(root / kind, n=4, frames=11, s=64)
+            elif kind == "burgers_trajectory128":  # u at t = k/20, k = 0..10, 128 points
+                generate("burgers", out=root / kind, resolution=128, solver_resolution=256,
+                         T=0.5, record_times=[k / 20 for k in range(11)], **tiny)
             made[kind] = root / kind
         return made[kind]
 
@@ -231,6 +234,8 @@ def _data_kind(experiment: str) -> str:
         return "helmholtz51" if experiment.endswith("_cpu") else "helmholtz101"
     if "navier_stokes" in experiment:
         return "navier_stokes64"
+    if "burgers" in experiment:  # fno_burgers_rollout_cpu: 1-D trajectories
+        return "burgers_trajectory128"
     if "superres" in experiment:  # a fine grid read at stride 4 (33x33)
         return "darcy129"
     return "darcy"
