@@ -32,6 +32,7 @@ COMMANDS = {  # command -> (argv, config folder, config name, its groups)
                "paths", "debug"}),
     "data_gen": (["-m", "data_gen"], CONF, "datagen", {"pde"}),
     "evaluate": (["-m", "opnet.evaluate"], CONF / "evaluate", "evaluate", {"data"}),
+    "predict": (["-m", "opnet.predict"], CONF / "predict", "predict", set()),
 }
 
 

@@ -15,6 +15,8 @@ from opnet.surrogate.deeponet import DeepONetSurrogate
 from opnet.surrogate.grid import Surrogate
 from opnet.surrogate.load import load_operator, operator_block
 from opnet.surrogate.prose import ProsePrediction, ProseSurrogate
+from opnet.surrogate.uncertainty import Bands, Ensemble, calibrate
 
-__all__ = ["CheckpointError", "DeepONetSurrogate", "ProsePrediction", "ProseSurrogate",
-           "Surrogate", "load_operator", "operator_block", "read_checkpoint"]
+__all__ = ["Bands", "CheckpointError", "DeepONetSurrogate", "Ensemble", "ProsePrediction",
+           "ProseSurrogate", "Surrogate", "calibrate", "load_operator", "operator_block",
+           "read_checkpoint"]

@@ -136,6 +136,17 @@ class OperatorSurrogate(Movable):
         """The (untrained) network the checkpoint's ``operator`` block describes."""
         raise NotImplementedError
 
+    def export(self, path: str | os.PathLike, format: str = "torchscript",
+               example: Any = None) -> os.PathLike:
+        """Write the operator, normalisers included, to ``path`` as ``"torchscript"``,
+        ``"onnx"`` or ``"exported_program"`` (``.pt2``): physical inputs -> physical outputs
+        as :meth:`predict`, dynamic batch axis; ``example``: an input batch (default zeros
+        on the training grid / sensors). Grid operators and DeepONets; see
+        :func:`opnet.surrogate.export.export`."""
+        from opnet.surrogate.export import export
+
+        return export(self, path, format, example)
+
     def describe(self) -> str:
         """What the operator maps, for ``repr``."""
         return f"{self.io.get('input_fields')} -> {self.io.get('output_fields')}"

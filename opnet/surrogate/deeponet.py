@@ -18,9 +18,10 @@ from opnet.surrogate.common import (
     check_nonfinite,
     memory_guard,
 )
+from opnet.surrogate.uncertainty import Calibrated, with_coverage
 
 
-class DeepONetSurrogate(OperatorParts, OperatorSurrogate):
+class DeepONetSurrogate(Calibrated, OperatorParts, OperatorSurrogate):
     """A trained DeepONet (or POD-DeepONet) in physical units (see :meth:`predict`).
 
     A pointwise output normalizer or a POD basis ties the operator to its training query
@@ -99,6 +100,7 @@ class DeepONetSurrogate(OperatorParts, OperatorSurrogate):
             torch.allclose(y.double(), self._query.expand_as(y), rtol=0, atol=1e-6))
         return y.float(), same
 
+    @with_coverage
     @torch.inference_mode()
     def predict(self, u: np.ndarray | Tensor, y: np.ndarray | Tensor | None = None,
                 batch_size: int = 256, point_batch: int = 1 << 16,

@@ -20,6 +20,7 @@ from opnet.surrogate.common import (
     check_nonfinite,
     memory_guard,
 )
+from opnet.surrogate.uncertainty import Calibrated, with_coverage
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Refinement:
     seconds: float
 
 
-class Surrogate(OperatorParts, OperatorSurrogate):
+class Surrogate(Calibrated, OperatorParts, OperatorSurrogate):
     """A trained grid operator in physical units (see :meth:`predict`, :meth:`rollout`).
 
     Layouts are channels-first: ``[*grid]`` (one sample, one input channel), ``[B, *grid]``
@@ -90,6 +91,7 @@ class Surrogate(OperatorParts, OperatorSurrogate):
                              "to that grid")
         return x.float(), single, channel_axis
 
+    @with_coverage
     @torch.inference_mode()
     def predict(self, a: np.ndarray | Tensor, batch_size: int = 64,
                 nonfinite: NonFinite = "raise", resample: bool = False) -> np.ndarray:
