@@ -11,11 +11,10 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from test_surrogate_safety import MGNO, M, Q, grid_io, save, toy_prose_module
+from test_surrogate_safety import MGNO, M, Q, grid_io, save, toy_deeponet, toy_prose_module
 
 from opnet import load_operator
 from opnet.surrogate.export import FORMATS
-from opnet.training.deeponet_module import DeepONetModule
 from opnet.training.module import OperatorModule
 
 FNO = {"_target_": "opnet.models.fno.FNO2d", "in_channels": 1, "out_channels": 1, "modes": 3,
@@ -33,16 +32,7 @@ def grid_surrogate(spec: dict, path: Path):
 
 
 def deeponet_surrogate(path: Path):
-    io = {"kind": "points", "input_field": "f", "input_fields": ["f"], "output_fields": ["u"],
-          "branch": "vector", "input_shape": [M], "n_sensors": M, "sensor_points": M,
-          "sensor_dim": 1, "n_query": Q, "query_dim": 1, "out_channels": 1,
-          "input_grid": None, "output_grid": None, "layout": "aligned",
-          "dataset": {"name": "toy", "path": "data/toy"}}
-    torch.manual_seed(0)
-    module = DeepONetModule({"_target_": "opnet.models.deeponet.DeepONet", "branch": [M, 8, 8],
-                             "trunk": [1, 8, 8], "num_outputs": 1}, io,
-                            in_normalizer="scalar", out_normalizer="pointwise")
-    module.sensors.copy_(torch.linspace(0, 1, M)[:, None])
+    module = toy_deeponet(in_normalizer="scalar", out_normalizer="pointwise")
     module.query.copy_(torch.linspace(0, 1, Q)[:, None] ** 2)
     norm = module.operator
     norm.in_norm.mean.fill_(2.0)

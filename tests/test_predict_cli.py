@@ -15,13 +15,12 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from test_surrogate_safety import MGNO, M, Q, grid_io, save
+from test_surrogate_safety import MGNO, M, Q, grid_io, save, toy_deeponet
 
 from opnet import load_operator
 from opnet.cli import run_reporting_errors
 from opnet.data import h5
 from opnet.predict import PROGRESS_MIN_BATCHES, _show_progress, run
-from opnet.training.deeponet_module import DeepONetModule
 from opnet.training.module import OperatorModule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,17 +40,7 @@ def grid(tmp_path_factory) -> tuple[Path, np.ndarray]:
 @pytest.fixture(scope="module")
 def deeponet(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("deeponet")
-    io_ = {"kind": "points", "input_field": "f", "input_fields": ["f"], "output_fields": ["u"],
-           "branch": "vector", "input_shape": [M], "n_sensors": M, "sensor_points": M,
-           "sensor_dim": 1, "n_query": Q, "query_dim": 1, "out_channels": 1,
-           "input_grid": None, "output_grid": None, "layout": "aligned",
-           "dataset": {"name": "toy", "path": "data/toy"}}
-    torch.manual_seed(0)
-    module = DeepONetModule({"_target_": "opnet.models.deeponet.DeepONet", "branch": [M, 8, 8],
-                             "trunk": [1, 8, 8], "num_outputs": 1}, io_)
-    module.sensors.copy_(torch.linspace(0, 1, M)[:, None])
-    module.query.copy_(torch.linspace(0, 1, Q)[:, None])
-    return save(module, tmp / "deeponet.ckpt")
+    return save(toy_deeponet(), tmp / "deeponet.ckpt")
 
 
 def write_split(path: Path, fields: dict[str, np.ndarray], coords: dict | None = None) -> Path:

@@ -55,8 +55,9 @@ def grid_op(grid_ckpt) -> Surrogate:
     return load_operator(grid_ckpt)
 
 
-@pytest.fixture
-def deeponet_op(tmp_path) -> DeepONetSurrogate:
+def toy_deeponet(**options) -> DeepONetModule:
+    """An untrained DeepONet module (M sensors, Q query points on [0, 1], seed 0);
+    ``options``: DeepONetModule keyword arguments (e.g. normalizer kinds)."""
     io = {"kind": "points", "input_field": "f", "input_fields": ["f"], "output_fields": ["u"],
           "branch": "vector", "input_shape": [M], "n_sensors": M, "sensor_points": M,
           "sensor_dim": 1, "n_query": Q, "query_dim": 1, "out_channels": 1,
@@ -64,10 +65,15 @@ def deeponet_op(tmp_path) -> DeepONetSurrogate:
           "dataset": {"name": "toy", "path": "data/toy"}}
     torch.manual_seed(0)
     module = DeepONetModule({"_target_": "opnet.models.deeponet.DeepONet", "branch": [M, 8, 8],
-                             "trunk": [1, 8, 8], "num_outputs": 1}, io)
+                             "trunk": [1, 8, 8], "num_outputs": 1}, io, **options)
     module.sensors.copy_(torch.linspace(0, 1, M)[:, None])
     module.query.copy_(torch.linspace(0, 1, Q)[:, None])
-    return load_operator(save(module, tmp_path / "deeponet.ckpt"))
+    return module
+
+
+@pytest.fixture
+def deeponet_op(tmp_path) -> DeepONetSurrogate:
+    return load_operator(save(toy_deeponet(), tmp_path / "deeponet.ckpt"))
 
 
 def toy_prose_module() -> ProseModule:
