@@ -216,3 +216,14 @@ def test_navier_stokes_experiment_trains_with_a_curriculum_and_pushforward(tmp_p
     assert np.isfinite(metrics["test/rel_l2"])
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["hyper_parameters"]["rollout"]["steps"] == 3
+
+
+def test_pushforward_draws_the_unrolled_steps_per_batch():
+    """pushforward: j ~ U{1..k} per batch (j = 1: the one-step loss stays in the mix);
+    without it every batch unrolls k."""
+    torch.manual_seed(0)
+    plan = RolloutTraining.from_options({"steps": 3, "pushforward": True}, unroll=3)
+    counts = np.bincount([plan.steps_for_batch(0) for _ in range(3000)], minlength=4)
+    assert counts[0] == 0 and all(900 < c < 1100 for c in counts[1:])
+    assert {RolloutTraining.from_options({"steps": 3}, unroll=3).steps_for_batch(5)
+            for _ in range(20)} == {3}

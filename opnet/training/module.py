@@ -166,9 +166,10 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
 
     def stepping_loss(self, x: Tensor, y: Tensor) -> Tensor:
         """The loss of a time-stepping window ``x [B, 1, *grid] -> y [B, unroll, *grid]``:
-        k steps of the current epoch (:mod:`opnet.training.rollout`; k = 1: one step)."""
+        k steps of the current epoch, with pushforward a draw from 1..k
+        (:mod:`opnet.training.rollout`; k = 1: one step)."""
         plan = self.rollout_training
-        k = plan.steps_at(self.current_epoch)
+        k = plan.steps_for_batch(self.current_epoch)
         loss = unrolled_loss(self.operator, x, y, k,
                              lambda p, t: reduce(self.loss_fn(p, t), self.hparams.reduction),
                              plan.pushforward, plan.noise, plan.checkpoint)
