@@ -386,3 +386,22 @@ def checked_overrides(config_name: str, config_dir: str | os.PathLike = CONF,
         return main
 
     return wrap
+
+
+def run_app(name: str, required: Mapping[str, str], run: Callable[[dict], Any]) -> None:
+    """``python -m opnet.<name>``: the Hydra app of ``conf/<name>/<name>.yaml`` (its own
+    folder: in conf/ the group conf/data/ would claim a key "data"), torch threads from its
+    ``threads=`` key, then ``run`` on the plain resolved config. A typo'd key names the
+    nearest one, a missing ``required`` key says what to give; errors are one line, exit 2."""
+    import hydra
+    from omegaconf import OmegaConf
+
+    from opnet.threads import configure_threads
+
+    @checked_overrides(name, CONF / name, required=required)
+    @hydra.main(version_base="1.3", config_path=str(CONF / name), config_name=name)
+    def app(cfg) -> None:
+        run_reporting_errors(configure_threads, cfg.get("threads"), name)
+        run_reporting_errors(lambda: run(OmegaConf.to_container(cfg, resolve=True)))
+
+    app()

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opnet.threads import configure_threads, openmp_settings
+from opnet.threads import openmp_settings
 
 # python -m opnet.evaluate: before torch loads (opnet.surrogate below), a passive OpenMP wait
 # policy on a busy machine (main() runs too late for that)
@@ -470,23 +470,11 @@ def _print_table(results: list[Evaluation], out: Path, figures: list[Path]) -> N
 
 
 def main() -> None:
-    import hydra
-    from omegaconf import OmegaConf
-
-    from opnet.cli import checked_overrides, run_reporting_errors
+    from opnet.cli import run_app
     from opnet.run_dir import register_resolvers
 
     register_resolvers()  # ${run_id:} in the output folder
-    # its own folder: in conf/ the group conf/data/ would claim the key "data"
-    # a typo'd key: the nearest one; no ckpt=: what to give; one line, exit 2, no run folder
-    @checked_overrides("evaluate", CONF / "evaluate",
-                       required={"ckpt": "<path to a .ckpt file or a run folder>"})
-    @hydra.main(version_base="1.3", config_path=str(CONF / "evaluate"), config_name="evaluate")
-    def app(cfg) -> None:
-        run_reporting_errors(configure_threads, cfg.get("threads"), "evaluate")
-        run_reporting_errors(lambda: run(OmegaConf.to_container(cfg, resolve=True)))
-
-    app()
+    run_app("evaluate", {"ckpt": "<path to a .ckpt file or a run folder>"}, run)
 
 
 if __name__ == "__main__":

@@ -51,14 +51,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from opnet.threads import configure_threads, openmp_settings
+from opnet.threads import openmp_settings
 
 # python -m opnet.predict: the OpenMP wait policy before torch loads (see opnet.evaluate)
 os.environ.update(openmp_settings())
 
 import numpy as np
 
-from opnet.config import CONF
 from opnet.data import h5
 from opnet.files import unique_tmp
 
@@ -411,18 +410,9 @@ def run(cfg: Mapping[str, Any]) -> Path:
 
 
 def main() -> None:
-    import hydra
-    from omegaconf import OmegaConf
+    from opnet.cli import run_app
 
-    from opnet.cli import checked_overrides, run_reporting_errors
-
-    @checked_overrides("predict", CONF / "predict", required=REQUIRED)
-    @hydra.main(version_base="1.3", config_path=str(CONF / "predict"), config_name="predict")
-    def app(cfg) -> None:
-        run_reporting_errors(configure_threads, cfg.get("threads"), "predict")
-        run_reporting_errors(lambda: run(OmegaConf.to_container(cfg, resolve=True)))
-
-    app()
+    run_app("predict", REQUIRED, run)
 
 
 if __name__ == "__main__":
