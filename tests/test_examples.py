@@ -80,9 +80,10 @@ def test_prose_ode_pipeline_predicts_and_decodes(tmp_path):
 
 
 def test_surrogate_uq_matches_the_solver_mean(darcy_example, tmp_path):
-    """Monte Carlo with example 01's MgNO: the mean of the QoI (mean pressure) agrees with
-    the numerical solver's on the same fields within 5 % (the field error is ~10 %, but it
-    mostly averages out in the mean), and both are timed. (Not asserted: a speed-up. On a
+    """Monte Carlo with example 01's MgNO and its conformal bands: the mean of the QoI (mean
+    pressure) agrees with the numerical solver's on the same fields within 5 % (the field
+    error is ~10 %, but it mostly averages out in the mean), the bands hold the solved
+    fields, and both are timed. (Not asserted: a speed-up. On a
     2-core CPU at 32x32 the sparse direct solve takes about as long as the network.)"""
     folder, _ = darcy_example
     s = run_example("04_surrogate_uq.py", tmp_path, "--ckpt", str(folder),
@@ -93,6 +94,10 @@ def test_surrogate_uq_matches_the_solver_mean(darcy_example, tmp_path):
     assert s["mean_rel_difference_same_fields"] < 0.05
     assert abs(s["surrogate_mean"] - s["solver_mean"]) < 0.05 * s["solver_mean"]
     assert s["field_rel_l2_mean"] < 0.3
+    # 90 % conformal bands calibrated on 200 fresh fields hold most of the 40 solved fields
+    # wholly, and a field inside its band has its Q inside Q's interval
+    assert s["members"] == 1 and s["n_cal"] == 200
+    assert 0.8 <= s["band_coverage"] <= s["qoi_interval_coverage"]
     assert s["surrogate_seconds_per_sample"] > 0 and s["solver_seconds_per_sample"] > 0
     assert s["speedup"] == pytest.approx(s["solver_seconds_per_sample"]
                                          / s["surrogate_seconds_per_sample"])

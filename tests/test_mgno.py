@@ -283,6 +283,30 @@ def test_level_norm_mgconv_alone_rejects_another_grid():
         conv(torch.randn(1, 1, 16, 16))
 
 
+def test_group_level_norm_is_resolution_free_and_translation_equivariant():
+    """level_norm="group": GroupNorm(1, C) per level (2·C parameters each, not C·h·w), runs on
+    any grid, normalises each level's u over [C, h, w] as the per-pixel LayerNorm does before
+    its affine, and keeps the periodic NS cycle translation-equivariant."""
+    torch.manual_seed(0)
+    kwargs = {**NS_SMALL, "level_norm": "group", "norm_resolution": None,
+              "wrap_prolongation": True}
+    model = MgNO(**kwargs)
+    levels = len(NS_SMALL["smoothing"]) - 1
+    assert sum(n_params(m.level_norms) for m in model.mg) == 2 * 2 * 6 * levels
+    for shape in ((16, 16), (32, 24)):
+        assert model(torch.randn(1, 1, *shape)).shape == (1, 1, *shape)
+    assert torch.allclose(*shifted_pair(model, torch.randn(2, 1, 32, 24), (4, 12)),
+                          atol=1e-5, rtol=1e-4)
+    group, layer = (MgConv(1, 4, [[1, 0], [1, 0]], level_norm=norm, norm_resolution=8)
+                    for norm in ("group", "layer"))
+    convs = {k: v for k, v in group.state_dict().items() if "level_norms" not in k}
+    layer.load_state_dict(convs, strict=False)  # the same convs; both affines still 1, 0
+    f = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(group(f), layer(f), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"level_norm='batch': expected one of"):
+        MgConv(1, 4, [[1, 0], [1, 0]], level_norm="batch")
+
+
 def test_ns_residual_returns_the_input_when_the_head_is_zero():
     """u_{t+1} = u_t + N(u_t): a zero head makes N = 0, so the output is u_t exactly."""
     torch.manual_seed(0)

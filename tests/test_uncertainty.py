@@ -181,22 +181,61 @@ def test_grid_surrogate_bands_cover_90_percent_of_test_fields(tmp_path):
         op.predict(a_test, coverage=0.9991)
 
 
-def test_ensemble_bands_scale_with_the_members_spread(tmp_path):
-    """Labels = mean + std·ε: the normalised scores are max|ε|, so mean ± q·std covers
-    ~90 %, and the band is wide where the members disagree."""
+@pytest.mark.parametrize("scale", ["sample", "pointwise", "none"])
+def test_ensemble_bands_scale_with_the_members_spread(tmp_path, scale):
+    """Labels = mean + std·ε: each scale gives bands mean ± q·σ with σ as documented
+    (the sample's mean std, std + that mean, 1) covering ~90 % of the test fields."""
     ens = load_operator([grid_run(tmp_path / str(i), i) for i in range(3)])
     data = _grid_data(tmp_path / "data", ens, {"val": 1000, "test": 2000},
                       lambda m, s, rng: s * rng.standard_normal(m.shape))
-    ens.calibrate(tmp_path / "data", split="val")
-    assert ens.calibration.scale == "ensemble std"
+    ens.calibrate(tmp_path / "data", split="val", scale=None if scale == "sample" else scale)
+    assert ens.calibration.scale == scale
     a_test, y_test, _ = data["test"]
     bands = ens.predict(a_test, coverage=0.9)
     _, std = ens.predict(a_test, return_std=True)
+    std = std.astype(np.float64)
+    mean_std = std.reshape(len(std), -1).mean(1)[:, None, None, None]
+    sigma = {"sample": mean_std + 0 * std, "pointwise": std + mean_std,
+             "none": np.ones_like(std)}[scale]
     width = (bands.upper - bands.lower).astype(np.float64)
-    np.testing.assert_allclose(width, 2 * ens.calibration.quantile(0.9) * std, rtol=1e-4)
+    np.testing.assert_allclose(width, 2 * ens.calibration.quantile(0.9) * sigma, rtol=1e-4)
     assert 0.88 <= _covered(bands, y_test) <= 0.92
     with pytest.raises(ValueError, match="return_std=True or coverage=, not both"):
         ens.predict(a_test, return_std=True, coverage=0.9)
+
+
+class _Shifted:
+    """A stand-in member: predicts a + shift inside the grid and a on its boundary, so the
+    members of an ensemble of them agree exactly on the boundary (as Darcy MgNOs nearly do
+    on the u = 0 boundary)."""
+
+    def __init__(self, shift: float) -> None:
+        self.shift, self.device, self.io = shift, torch.device("cpu"), grid_io()
+
+    def predict(self, a, batch_size: int = 64, **_) -> np.ndarray:
+        out = np.array(a, dtype=np.float32)
+        out[..., 1:-1, 1:-1] += self.shift
+        return out
+
+
+def test_members_that_agree_somewhere_do_not_blow_the_bands_up(tmp_path):
+    """Labels with error 0.1·N(0, 1) everywhere, members apart by ±0.1 inside and equal on the
+    boundary: the default bands are about as wide as the error (q·mean std); dividing by the
+    std at each point (the former rule) made q ~1e36 there. Coverage holds either way."""
+    ens = Ensemble([_Shifted(-0.1), _Shifted(0.0), _Shifted(0.1)])
+    data = _grid_data(tmp_path / "data", ens, {"val": 2000, "test": 2000},
+                      lambda m, s, rng: 0.1 * rng.standard_normal(m.shape))
+    a_test, y_test, _ = data["test"]
+    for scale, limit in (("sample", 1.0), ("pointwise", 1.0), ("none", 0.5)):
+        bands = ens.calibrate(tmp_path / "data", scale=scale).predict(a_test, coverage=0.9)
+        assert float(np.max(bands.upper - bands.mean)) < limit, scale
+        assert 0.88 <= _covered(bands, y_test) <= 0.92, scale
+    with pytest.raises(ValueError, match=r"^calibrate: scale='std', expected one of"):
+        ens.calibrate(tmp_path / "data", scale="std")
+    with pytest.raises(ValueError, match=r"^calibrate: scale='sample', expected one of "
+                                         r"\('none',\) \(an ensemble's std scales"):
+        load_operator(grid_run(tmp_path / "one", 0)).calibrate(tmp_path / "data",
+                                                               scale="sample")
 
 
 def test_deeponet_calibrates_on_point_data(tmp_path):

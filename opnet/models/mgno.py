@@ -80,6 +80,7 @@ HELMHOLTZ: dict[str, Any] = {**HELMHOLTZ_OFFICIAL, "norm": "group", "norm_resolu
                              "unused_init_A": False}
 
 PADDINGS = ("zeros", "circular", "reflect")
+LEVEL_NORMS = (False, True, "layer", "group")  # MgConv level_norm (True = "layer")
 NORMS = ("none", "group", "layer")
 HEADS = ("conv", "multigrid")
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
@@ -164,9 +165,11 @@ class MgConv(nn.Module):
 
     Options of the NS and Helmholtz variants (defaults = the Darcy ``MgConv_DC``):
 
-    * ``level_norm``: ``LayerNorm([C_u, h_j, w_j])`` (elementwise affine) after each
-      prolongation, before post-smoothing, on every level but the coarsest (``MgConv`` of the
-      official NS model). Its per-pixel weights tie the cycle to ``norm_resolution`` [H, W].
+    * ``level_norm``: ``True``/``"layer"``: ``LayerNorm([C_u, h_j, w_j])`` (elementwise affine)
+      after each prolongation, before post-smoothing, on every level but the coarsest
+      (``MgConv`` of the official NS model); its per-pixel weights tie the cycle to
+      ``norm_resolution`` [H, W]. ``"group"``: ``GroupNorm(1, C_u)`` there instead (the same
+      statistics over [C, h, w], a per-channel affine): any grid.
     * ``channel_multipliers[l]``: level ``l`` has ``channels * m_l`` u- and
       ``in_channels * m_l`` f-channels (``MgConv_helm``: ``[1, 2, 3, 4, 5]``); ``m_0 = 1``.
     * ``restrict_padding``: 1 (R/Pi padded, ``n -> ceil(n/2)``, transposed convs padding 1) or
@@ -180,7 +183,7 @@ class MgConv(nn.Module):
                  smoothing: Sequence[Sequence[int] | str | int] = DARCY_SMOOTHING,
                  padding: str = "zeros", bias: bool = False,
                  prolongation_kernels: Sequence[int] | None = None,
-                 restrict_residual: bool = False, level_norm: bool = False,
+                 restrict_residual: bool = False, level_norm: bool | str = False,
                  norm_resolution: int | Sequence[int] | None = None,
                  channel_multipliers: Sequence[int] | None = None,
                  restrict_padding: int = 1, unused_init_A: bool = False,
@@ -208,7 +211,11 @@ class MgConv(nn.Module):
         self.restrict_padding = restrict_padding
         self.wrap = padding == "circular" and wrap_prolongation
         self.norm_resolution = None if norm_resolution is None else _resolution(norm_resolution)
-        if level_norm and self.norm_resolution is None:
+        if level_norm not in LEVEL_NORMS:
+            raise ValueError(f"level_norm={level_norm!r}: expected one of {LEVEL_NORMS}")
+        level_norm = {True: "layer", False: None}.get(level_norm, level_norm)
+        self.grid_bound = level_norm == "layer"
+        if self.grid_bound and self.norm_resolution is None:
             raise ValueError("level_norm=True needs norm_resolution=[H, W]: the per-level "
                              "LayerNorm has per-pixel weights for one grid")
         c_u = [channels * m for m in mult]
@@ -235,11 +242,13 @@ class MgConv(nn.Module):
             nn.ConvTranspose2d(c_u[j + 1], c_u[j], k, stride=2, padding=p, bias=False)
             for j, k in enumerate(kernels))
         self.level_norms: nn.ModuleList | None = None
-        if level_norm:
+        if level_norm == "layer":
             assert self.norm_resolution is not None
             sizes = self.level_sizes(*self.norm_resolution)
             self.level_norms = nn.ModuleList(
                 nn.LayerNorm([c_u[j], *sizes[j]]) for j in range(n - 1))
+        elif level_norm == "group":
+            self.level_norms = nn.ModuleList(nn.GroupNorm(1, c_u[j]) for j in range(n - 1))
         if unused_init_A:
             self.init_A = _conv3x3(c_u[0], c_f[0], 1, bias, padding).requires_grad_(False)
 
@@ -286,7 +295,7 @@ class MgConv(nn.Module):
     def forward(self, f: Tensor) -> Tensor:
         """f: [B, in_channels, H, W] -> u: [B, channels, H, W]."""
         sizes = self.level_sizes(f.shape[-2], f.shape[-1])
-        if self.level_norms is not None:
+        if self.grid_bound:
             _check_grid("MgConv(level_norm=True)", f.shape, self.norm_resolution)
         u = self.init(f)
         fs: list[Tensor] = []
@@ -349,7 +358,8 @@ class MgNO(nn.Module):
                  padding: str = "zeros", activation: str = "gelu", mg_bias: bool = False,
                  prolongation_kernels: Sequence[int] | None = None,
                  restrict_residual: bool = False, branch: bool = True, norm: str = "none",
-                 level_norm: bool = False, norm_resolution: int | Sequence[int] | None = None,
+                 level_norm: bool | str = False,
+                 norm_resolution: int | Sequence[int] | None = None,
                  residual: bool = False, head: str = "conv",
                  channel_multipliers: Sequence[int] | None = None, restrict_padding: int = 1,
                  unused_init_A: bool = False, wrap_prolongation: bool = True,
@@ -382,7 +392,7 @@ class MgNO(nn.Module):
         self.smoothing = parse_smoothing(smoothing)
         self.levels = len(self.smoothing)
         self.residual = residual
-        self._fixed_grid = norm == "layer" or level_norm
+        self._fixed_grid = norm == "layer" or level_norm in (True, "layer")
         mg_kwargs = {"smoothing": self.smoothing, "padding": padding, "bias": mg_bias,
                      "prolongation_kernels": prolongation_kernels,
                      "restrict_residual": restrict_residual, "level_norm": level_norm,

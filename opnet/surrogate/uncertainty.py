@@ -8,10 +8,14 @@
   split, then ``op.predict(a, coverage=0.9)`` returns :class:`Bands` that hold the *whole*
   output field of a new sample with probability >= ``coverage`` (exchangeable data).
 
-The score of a sample is ``max over points |y - ŷ| / σ(x)``, σ the ensemble's std
-(:func:`band_scale`) for an :class:`Ensemble`, 1 for a single surrogate; the bands are
-``ŷ ± q σ`` with q the ``ceil((n + 1) coverage)``-th smallest of the n scores
-(:func:`conformal_quantile`): simultaneous over the field, valid for finite n.
+The score of a sample is ``max over points |y - ŷ| / σ(x)`` (:func:`band_scale`): σ = 1 for a
+single surrogate; for an :class:`Ensemble` by default the sample's mean ensemble std
+(``scale="sample"``: one width per sample, wider where the members disagree), or the std at
+each point plus that mean (``"pointwise"``), or 1 (``"none"``). The bands are ``ŷ ± q σ`` with
+q the ``ceil((n + 1) coverage)``-th smallest of the n scores (:func:`conformal_quantile`):
+simultaneous over the field, valid for finite n whatever σ is; σ only decides how the width
+is spread. Pointwise σ with no floor made Darcy bands 16x wider than constant ones: where the
+members agree (the u = 0 boundary) a small error divided by a near-zero std set q.
 """
 
 from __future__ import annotations
@@ -31,12 +35,11 @@ import torch
 
 from opnet.surrogate.common import resolve_device
 
-__all__ = ["Bands", "Calibrated", "Calibration", "Ensemble", "band_scale", "calibrate",
+__all__ = ["SCALES", "Bands", "Calibrated", "Calibration", "Ensemble", "band_scale", "calibrate",
            "conformal_index", "conformal_quantile", "run_folders", "with_coverage"]
 
-SCALE_FLOOR = 1e-8
-"""σ(x) = std(x) + SCALE_FLOOR · mean std of the sample (+ a tiny absolute floor), so a point
-where all members agree does not divide by zero."""
+SCALES: tuple[str, ...] = ("sample", "pointwise", "none")
+"""How an ensemble's bands are scaled (:func:`band_scale`); single surrogates: "none"."""
 
 
 class Bands(NamedTuple):
@@ -76,20 +79,25 @@ def conformal_quantile(scores: Sequence[float] | np.ndarray, coverage: float) ->
     return float(s[conformal_index(len(s), coverage) - 1])
 
 
-def band_scale(std: np.ndarray) -> np.ndarray:
-    """σ(x) of an ensemble's std ``[B, ...]``: ``std + SCALE_FLOOR · mean(std of the sample)``
-    plus the smallest normal float32, float64."""
+def band_scale(std: np.ndarray, scale: str = "sample") -> np.ndarray:
+    """σ of an ensemble's std ``[B, ...]`` (float64, same shape): ``"sample"``: each sample's
+    mean std at every point; ``"pointwise"``: ``std`` + that mean; ``"none"``: 1. The
+    smallest normal float32 is added, so members that agree exactly do not divide by 0."""
+    if scale not in SCALES:
+        raise ValueError(f"scale={scale!r}, expected one of {SCALES}")
     std = np.asarray(std, dtype=np.float64)
+    if scale == "none":
+        return np.ones_like(std)
     mean = std.reshape(len(std), -1).mean(axis=1) if std.size else np.zeros(len(std))
-    floor = SCALE_FLOOR * mean.reshape(-1, *([1] * (std.ndim - 1)))
-    return std + floor + float(np.finfo(np.float32).tiny)
+    mean = np.broadcast_to(mean.reshape(-1, *([1] * (std.ndim - 1))), std.shape)
+    return (std + mean if scale == "pointwise" else mean) + float(np.finfo(np.float32).tiny)
 
 
 @dataclass
 class Calibration:
     """What :func:`calibrate` stores on the operator (``op.calibration``): the sorted
-    nonconformity scores [n] (float64), where they came from, and the band's scale (``"1"``
-    for a single surrogate, ``"ensemble std"`` for an :class:`Ensemble`)."""
+    nonconformity scores [n] (float64), where they came from, and the band's scale
+    (:data:`SCALES`; ``"none"`` for a single surrogate)."""
 
     scores: np.ndarray
     data: str
@@ -107,7 +115,8 @@ def _bands(op: Any, mean: np.ndarray, std: np.ndarray | None, coverage: float) -
         raise ValueError(f"predict: coverage={coverage!r} needs calibration scores; call "
                          "op.calibrate(data=<dataset folder>, split='val') first")
     q = cal.quantile(coverage)
-    half = q * (band_scale(std) if std is not None else np.ones_like(mean, dtype=np.float64))
+    half = q * (band_scale(std, cal.scale) if std is not None
+                else np.ones_like(mean, dtype=np.float64))
     return Bands(mean, (mean - half).astype(np.float32), (mean + half).astype(np.float32))
 
 
@@ -139,10 +148,10 @@ class Calibrated:
     calibration: Calibration | None = None
 
     def calibrate(self, data: str | os.PathLike, split: str = "val",
-                  batch_size: int | None = None) -> Any:
+                  batch_size: int | None = None, scale: str | None = None) -> Any:
         """Split conformal calibration on ``data/<split>.h5`` (:func:`calibrate`); returns
         the operator, so ``op.calibrate(data).predict(a, coverage=0.9)`` chains."""
-        return calibrate(self, data, split, batch_size)
+        return calibrate(self, data, split, batch_size, scale)
 
 
 def _kind(op: Any) -> str:
@@ -150,18 +159,24 @@ def _kind(op: Any) -> str:
 
 
 def calibrate(op: Any, data: str | os.PathLike, split: str = "val",
-              batch_size: int | None = None) -> Any:
+              batch_size: int | None = None, scale: str | None = None) -> Any:
     """Compute and store (``op.calibration``) the nonconformity scores of ``op`` on
-    ``data/<split>.h5``: per sample ``max over points |y - ŷ| / σ(x)`` (σ: the ensemble's std,
-    :func:`band_scale`, for an :class:`Ensemble`; 1 otherwise), sorted. Reads the split as
+    ``data/<split>.h5``: per sample ``max over points |y - ŷ| / σ(x)`` (σ: :func:`band_scale`
+    of the ensemble's std with ``scale``, default ``"sample"``, for an :class:`Ensemble`; 1
+    for a single surrogate, which takes only ``scale="none"``), sorted. Reads the split as
     :mod:`opnet.evaluate` does (grid fields at the file's grid; DeepONet data at the file's
     query points, its sensors the operator's). Use data the operator was not trained on.
     Returns ``op``."""
     from opnet.data import h5
 
+    ensemble = isinstance(op, Ensemble)
+    scale = scale or ("sample" if ensemble else "none")
+    if scale not in SCALES or (scale != "none" and not ensemble):
+        allowed = SCALES if ensemble else ("none",)
+        raise ValueError(f"calibrate: scale={scale!r}, expected one of {allowed} (an ensemble's "
+                         "std scales the bands; a single surrogate has none)")
     kind, path = _kind(op), h5.split_path(data, split)
     batch = {} if batch_size is None else {"batch_size": int(batch_size)}
-    ensemble = isinstance(op, Ensemble)
     extra = {"return_std": True} if ensemble else {}
     if kind == "grid":
         io = op.io
@@ -190,12 +205,11 @@ def calibrate(op: Any, data: str | os.PathLike, split: str = "val",
     pred, std = out if ensemble else (out, None)
     err = np.abs(y.astype(np.float64) - np.asarray(pred, np.float64).reshape(y.shape))
     if std is not None:
-        err = err / band_scale(np.asarray(std).reshape(y.shape))
+        err = err / band_scale(np.asarray(std).reshape(y.shape), scale)
     if not len(err):
         raise ValueError(f"calibrate: {path} holds no samples")
     scores = np.sort(err.reshape(len(err), -1).max(axis=1))
-    op.calibration = Calibration(scores, str(data), split,
-                                 "ensemble std" if ensemble else "1")
+    op.calibration = Calibration(scores, str(data), split, scale)
     return op
 
 
@@ -250,9 +264,9 @@ class Ensemble(Calibrated):
         """The members' mean prediction, shaped as a member's ``predict(*args, **kwargs)``
         (grid: ``predict(a, ...)``, DeepONet: ``predict(u, y=None, ...)``), numpy float32.
         return_std: also the std over members (population, ``ddof=0``): ``(mean, std)``.
-        coverage: :class:`Bands` ``mean ± q σ`` (σ: :func:`band_scale` of the std; q of
-        :meth:`calibrate`), which hold a new sample's whole field with probability >=
-        coverage."""
+        coverage: :class:`Bands` ``mean ± q σ`` (σ: :func:`band_scale` of the std with the
+        calibration's scale; q of :meth:`calibrate`), which hold a new sample's whole
+        field with probability >= coverage."""
         if coverage is not None:
             _check_coverage(coverage)
             if return_std:
