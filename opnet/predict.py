@@ -93,8 +93,9 @@ def check_options(cfg: Mapping[str, Any]) -> None:
     split = cfg.get("split", "test")
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: expected one of {', '.join(SPLITS)}")
-    if not isinstance(cfg.get("progress", True), bool):
-        raise ValueError(f"progress={cfg['progress']!r}: expected true or false")
+    for key in ("progress", "channels_last", "compile"):
+        if not isinstance(cfg.get(key, False), bool):
+            raise ValueError(f"{key}={cfg[key]!r}: expected true or false")
     field = cfg.get("field")
     if field is not None and not isinstance(field, str):
         raise ValueError(f"field={field!r}: expected the name of an array (or null)")
@@ -381,6 +382,14 @@ def run(cfg: Mapping[str, Any]) -> Path:
                          "operators and DeepONets (PROSE: ProseSurrogate.predict in Python)")
     if cfg.get("device", "cpu") != "cpu":
         op.to(cfg["device"])
+    if cfg.get("compile") or cfg.get("channels_last"):
+        members = getattr(op, "members", [op])
+        if not all(callable(getattr(m, "optimize", None)) for m in members):
+            raise ValueError(f"compile/channels_last: only grid operators have the optimised "
+                             f"path (op.optimize); this is a {type(members[0]).__name__}")
+        for m in members:
+            m.optimize(channels_last=bool(cfg.get("channels_last")),
+                       compile=bool(cfg.get("compile")))
     query = _query(cfg, op)
     a, source = read_input(cfg, op)
     coverage = cfg.get("coverage")

@@ -189,3 +189,16 @@ def test_activation_names_the_key():
         FNO2d(modes=2, width=2, activation=name)
     with pytest.raises(ValueError, match="activation='elu' is not supported; allowed values"):
         FNO2d(activation="elu")
+
+
+def test_positional_must_be_a_bool_and_the_ns_experiment_keeps_the_fno_coordinates():
+    """A string (MgNO's positional="periodic" inherited by a derived experiment) was truthy
+    and silently meant "append (x, y)": now one ValueError; fno_navier_stokes_cpu, derived
+    from the MgNO experiment, sets the FNO's own value."""
+    with pytest.raises(ValueError, match=r"^positional='periodic': expected true or false"):
+        FNO2d(modes=2, width=4, positional="periodic")
+    from conftest import compose_train
+
+    model = compose_train("experiment=fno_navier_stokes_cpu").model
+    assert model.positional is True
+    assert compose_train("experiment=mgno_navier_stokes_cpu").model.positional == "periodic"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -305,6 +307,37 @@ def test_group_level_norm_is_resolution_free_and_translation_equivariant():
     torch.testing.assert_close(group(f), layer(f), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match=r"level_norm='batch': expected one of"):
         MgConv(1, 4, [[1, 0], [1, 0]], level_norm="batch")
+
+
+def test_positional_channels_are_the_coordinates_and_keep_the_residual_on_the_input():
+    """positional="periodic" appends (sin 2πx, cos 2πx, sin 2πy, cos 2πy) at i/n (NS2's forcing
+    sin 2π(x+y) + cos 2π(x+y) depends on position, which circular convolutions alone cannot
+    see), "nodes" (x, y) at i/(n-1); only the first layer grows (by 3x3 A/S convs of the
+    extra f-channels), and the residual adds the input field, not a coordinate."""
+    torch.manual_seed(0)
+    base = {**NS_SMALL, "level_norm": False, "norm_resolution": None}
+    plain = MgNO(**base)
+    periodic = MgNO(**base, positional="periodic")
+    nodes = MgNO(**base, positional="nodes")
+    x = torch.randn(2, 1, 16, 12)
+    c = periodic.coordinates(x)
+    assert c.shape == (2, 4, 16, 12)
+    i, j = torch.arange(16.0)[:, None], torch.arange(12.0)[None, :]
+    expected = torch.stack([torch.sin(2 * math.pi * i / 16).expand(16, 12),
+                            torch.cos(2 * math.pi * i / 16).expand(16, 12),
+                            torch.sin(2 * math.pi * j / 12).expand(16, 12),
+                            torch.cos(2 * math.pi * j / 12).expand(16, 12)])
+    torch.testing.assert_close(c[1], expected, atol=1e-6, rtol=0)
+    n = nodes.coordinates(x)[0]
+    assert n.shape == (2, 16, 12) and n[0, -1, 0] == 1 and n[1, 0, -1] == 1
+    assert n[:, 0, 0].sum() == 0
+    first = n_params(periodic.mg[0]) - n_params(plain.mg[0])
+    assert n_params(periodic) - n_params(plain) == first > 0
+    assert 0 < n_params(nodes) - n_params(plain) < first
+    torch.nn.init.zeros_(periodic.head.weight)
+    torch.testing.assert_close(periodic(x), x)  # residual: the field, not a coordinate
+    with pytest.raises(ValueError, match=r"positional='xy': expected one of \('none', "):
+        MgNO(**base, positional="xy")
 
 
 def test_ns_residual_returns_the_input_when_the_head_is_zero():

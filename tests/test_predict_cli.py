@@ -93,6 +93,9 @@ def test_every_input_and_output_format_gives_op_predict_exactly(grid, tmp_path):
     np.testing.assert_array_equal(np.load(out), op.predict(2 * a))
     assert not np.array_equal(np.load(out), want)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # atomic writes
+    # the optimised path (channels-last convolutions) predicts the same to float32 rounding
+    out = run(_cfg(ckpt, tmp_path / "a.npy", tmp_path / "cl.npy", channels_last=True))
+    np.testing.assert_allclose(np.load(out), want, rtol=1e-5, atol=1e-6)
 
 
 def test_layouts_without_batch_or_channel_axis_come_back_as_predict_returns_them(grid,
@@ -178,6 +181,7 @@ def test_every_bad_input_is_one_line_naming_key_or_file(grid, tmp_path, capsys):
         (_cfg(ckpt, tmp_path / "two.npz", out), "input",
          "holds arrays ['x', 'y']; give field=<name> (the operator's input field(s): a)"),
         (_cfg(ckpt, ok, out, field="x"), "field", "x: a .npy file holds one array"),
+        (_cfg(ckpt, ok, out, compile="yes"), "compile", "'yes': expected true or false"),
         (_cfg(ckpt, ok, tmp_path / "nowhere" / "p.npy"), "out",
          f"folder {tmp_path / 'nowhere'} does not exist"),
         (_cfg(ckpt, ok, tmp_path / "p.csv"), "out", "unsupported output type '.csv'"),

@@ -88,6 +88,9 @@ class FNO(nn.Module):
             if len(core) != dim or min(int(n) for n in core) < 2:
                 raise ValueError(f"core_grid={core_grid!r}: expected {dim} ints >= 2")
             self.core_grid = tuple(int(n) for n in core)
+        if not isinstance(positional, bool):
+            raise ValueError(f"positional={positional!r}: expected true or false (the FNO "
+                             "appends the (x, y, ...) coordinates or not)")
         self.act = make_activation(activation)
         self.dim, self.domain_padding, self.positional = dim, domain_padding, positional
         conv = _CONVS[dim]

@@ -41,6 +41,7 @@ Any grid ``H, W >= 2**(levels-1)`` works, odd and non-square included: restricti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,6 +82,7 @@ HELMHOLTZ: dict[str, Any] = {**HELMHOLTZ_OFFICIAL, "norm": "group", "norm_resolu
 
 PADDINGS = ("zeros", "circular", "reflect")
 LEVEL_NORMS = (False, True, "layer", "group")  # MgConv level_norm (True = "layer")
+POSITIONAL = {"none": 0, "nodes": 2, "periodic": 4}  # MgNO positional -> extra input channels
 NORMS = ("none", "group", "layer")
 HEADS = ("conv", "multigrid")
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
@@ -364,10 +366,14 @@ class MgNO(nn.Module):
                  channel_multipliers: Sequence[int] | None = None, restrict_padding: int = 1,
                  unused_init_A: bool = False, wrap_prolongation: bool = True,
                  resolution_aware: bool = False,
-                 core_grid: int | Sequence[int] | None = None) -> None:
+                 core_grid: int | Sequence[int] | None = None,
+                 positional: str = "none") -> None:
         super().__init__()
         if padding not in PADDINGS:
             raise ValueError(f"padding={padding!r} is not supported; allowed values: {PADDINGS}")
+        if positional not in POSITIONAL:
+            raise ValueError(f"positional={positional!r}: expected one of {tuple(POSITIONAL)}")
+        self.positional = positional
         if resolution_aware and core_grid is None:
             raise ValueError("resolution_aware=True needs core_grid=[H, W], the grid the "
                              "multigrid cycles run on (train.py takes the training data's)")
@@ -400,7 +406,7 @@ class MgNO(nn.Module):
                      "channel_multipliers": channel_multipliers,
                      "restrict_padding": restrict_padding, "unused_init_A": unused_init_A,
                      "wrap_prolongation": wrap_prolongation}
-        widths = [in_channels] + [width] * layers
+        widths = [in_channels + POSITIONAL[positional]] + [width] * layers
         self.mg = nn.ModuleList(MgConv(c_f, width, **mg_kwargs) for c_f in widths[:-1])
         self.local = nn.ModuleList(
             nn.Conv2d(c_f, width, 1) for c_f in widths[:-1]) if branch else None
@@ -423,6 +429,22 @@ class MgNO(nn.Module):
         # layouts. The layout survives .to(device), load_state_dict and optimiser states.
         self.to(memory_format=torch.channels_last)
 
+    def coordinates(self, x: Tensor) -> Tensor:
+        """The ``positional`` input channels for ``x`` [B, C, H, W]: ``"nodes"``: (x, y) at
+        ``i/(n-1)`` (a grid that includes both ends); ``"periodic"``: (sin 2πx, cos 2πx,
+        sin 2πy, cos 2πy) at ``i/n`` (the torus [0, 1)², continuous across the wrap).
+        [B, 2 or 4, H, W], x's dtype and device."""
+        h, w = x.shape[-2:]
+        if self.positional == "nodes":
+            axes = [torch.linspace(0, 1, n, dtype=x.dtype, device=x.device) for n in (h, w)]
+            feats = [axes[0][:, None].expand(h, w), axes[1][None, :].expand(h, w)]
+        else:
+            ys, xs = (2 * math.pi * torch.arange(n, dtype=x.dtype, device=x.device) / n
+                      for n in (h, w))
+            feats = [f(ys)[:, None].expand(h, w) for f in (torch.sin, torch.cos)]
+            feats += [f(xs)[None, :].expand(h, w) for f in (torch.sin, torch.cos)]
+        return torch.stack(feats).expand(x.shape[0], -1, h, w)
+
     def _on_core(self, cycle: nn.Module, u: Tensor) -> Tensor:
         """``cycle(u)``, on ``core_grid`` when the model is resolution-aware: [B, C, H, W] ->
         [B, C', H, W]."""
@@ -437,7 +459,8 @@ class MgNO(nn.Module):
         self.mg[0].level_sizes(*(self.core_grid or x.shape[-2:]))
         if self._fixed_grid:
             _check_grid("MgNO", x.shape, self.norm_resolution)
-        u = x.contiguous(memory_format=torch.channels_last)
+        u = x if self.positional == "none" else torch.cat([x, self.coordinates(x)], dim=1)
+        u = u.contiguous(memory_format=torch.channels_last)
         for i, mg in enumerate(self.mg):
             v = self._on_core(mg, u)
             if self.local is not None:
