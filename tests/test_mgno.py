@@ -334,6 +334,16 @@ def test_positional_channels_are_the_coordinates_and_keep_the_residual_on_the_in
     first = n_params(periodic.mg[0]) - n_params(plain.mg[0])
     assert n_params(periodic) - n_params(plain) == first > 0
     assert 0 < n_params(nodes) - n_params(plain) < first
+    # a uniform input: the periodic cycle alone (equivariant to shifts by 2**(levels-1) = 4)
+    # answers with a 4-periodic field, so no forcing that varies on the domain's scale can be
+    # learnt; with the coordinates it can
+    zero = torch.zeros(1, 1, 16, 16)
+    wrap = {**base, "wrap_prolongation": True}
+    for model, periodic_answer in ((MgNO(**wrap), True),
+                                   (MgNO(**wrap, positional="periodic"), False)):
+        out = model(zero)
+        shifted = torch.roll(out, shifts=(4, 4), dims=(-2, -1))
+        assert torch.allclose(out, shifted, atol=1e-6) == periodic_answer
     torch.nn.init.zeros_(periodic.head.weight)
     torch.testing.assert_close(periodic(x), x)  # residual: the field, not a coordinate
     with pytest.raises(ValueError, match=r"positional='xy': expected one of \('none', "):
