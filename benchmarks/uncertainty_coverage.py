@@ -54,11 +54,14 @@ def rel_l2(pred: np.ndarray, y: np.ndarray) -> float:
 
 
 def measure(op, name: str, args) -> dict:
+    from opnet.surrogate import Ensemble
     from opnet.surrogate.uncertainty import calibrate, conformal_quantile
 
+    scale = args.scale if isinstance(op, Ensemble) else None
     inputs, y = targets_and_inputs(op, args.test, args.test_split)
-    test_scores = np.sort(calibrate(op, args.test, args.test_split).calibration.scores)
-    cal = calibrate(op, args.cal, args.cal_split).calibration
+    test_scores = np.sort(calibrate(op, args.test, args.test_split, scale=scale)
+                          .calibration.scores)
+    cal = calibrate(op, args.cal, args.cal_split, scale=scale).calibration
     bands = op.predict(*inputs, coverage=args.coverage)
     shape = (len(y), -1)
     inside = ((bands.lower.reshape(shape) <= y.reshape(shape))
@@ -73,7 +76,7 @@ def measure(op, name: str, args) -> dict:
             "test_rel_l2": rel_l2(bands.mean, y), "coverage_target": args.coverage,
             "coverage": float(inside.mean()), "n_cal": n_cal, "n_test": len(y),
             "cal": f"{args.cal}:{args.cal_split}", "test": f"{args.test}:{args.test_split}",
-            "quantile": cal.quantile(args.coverage),
+            "quantile": cal.quantile(args.coverage), "scale": cal.scale,
             "band_half_width_rel": float(np.mean(np.abs(bands.upper - bands.mean))
                                          / np.mean(np.abs(y))),
             "resplit_coverage_mean": float(np.mean(covered)),
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--test-split", default="test")
     p.add_argument("--coverage", type=float, default=0.9)
     p.add_argument("--resplits", type=int, default=1000)
+    p.add_argument("--scale", default="sample", help="ensemble band scale: sample, "
+                   "pointwise or none (opnet.surrogate.uncertainty.SCALES)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                    f"uncertainty_coverage_{datetime.date.today()}.jsonl")

@@ -134,11 +134,15 @@ def check_options(cfg: Mapping[str, Any]) -> None:
 
 
 def checkpoint_path(path: str | os.PathLike) -> Path:
-    """``ckpt=``: a checkpoint file, or a run folder's best checkpoint."""
+    """``ckpt=``: a checkpoint file, a run folder's best checkpoint, or a sweep folder (a
+    folder of run folders: an ensemble, kept as the folder)."""
     from opnet.checkpoint import checkpoint_file
+    from opnet.surrogate.uncertainty import run_folders
 
     if not (Path(path).exists() or Path(path).is_symlink()):
         raise FileNotFoundError(f"ckpt={path}: no such checkpoint file or run folder")
+    if run_folders(path):
+        return Path(path)
     return checkpoint_file(path, key="ckpt")
 
 
@@ -249,7 +253,9 @@ def _has_batch_axis(op: Any, a: np.ndarray) -> bool:
 
 
 def _default_batch(op: Any) -> int:
-    return int(inspect.signature(op.predict).parameters["batch_size"].default)
+    """The surrogate's default ``batch_size`` (an ensemble's: its first member's)."""
+    member = getattr(op, "members", [op])[0]
+    return int(inspect.signature(member.predict).parameters["batch_size"].default)
 
 
 def _show_progress(enabled: bool, batches: int, stream: Any = None) -> bool:

@@ -268,3 +268,17 @@ def test_command_line_writes_only_out_and_reports_errors_in_one_line(grid, tmp_p
     done = _command(tmp_path, f"ckpt={ckpt}", "input=in.npz")  # out= missing: before Hydra
     assert done.returncode == 2
     assert done.stderr.strip() == "error: out=<output file .npy, .npz or .h5>: required"
+
+
+def test_a_sweep_folder_predicts_the_ensemble_mean(grid, tmp_path):
+    """ckpt=<a folder of run folders> (train.py -m seed=...): the members' mean, at the
+    members' default batch size, channels-last on every member."""
+    from test_uncertainty import grid_run
+
+    _, a = grid
+    sweep = tmp_path / "multirun"
+    members = [grid_run(sweep / str(i), i) for i in range(2)]
+    np.save(tmp_path / "a.npy", a)
+    out = run(_cfg(sweep, tmp_path / "a.npy", tmp_path / "mean.npy", channels_last=True))
+    want = np.mean([load_operator(m).predict(a) for m in members], axis=0)
+    np.testing.assert_allclose(np.load(out), want, rtol=1e-5, atol=1e-6)

@@ -154,6 +154,26 @@ def test_resolution_aware_mgno_gives_the_training_grid_prediction_at_nested_node
         assert aware(torch.randn(1, 1, 50, 47)).shape == (1, 1, 50, 47)  # any grid
 
 
+def test_grids_without_the_core_nodes_run_the_whole_network_on_the_core_grid():
+    """64x48 from a 33x33 core shares no nodes with it: the pointwise parts on the input grid
+    mixed features shifted by a fraction of a cell (a 65²-trained MgNO: 17.6 % error at 64²
+    instead of 1.5 %, FNO 7.4 % instead of 2.0 %); now the network runs on the core grid,
+    interpolated in and out. Nested grids keep the finer evaluation."""
+    from opnet.models.layers.resample import nested, resample_nodes
+
+    assert nested((129, 33), (33, 33)) and nested((17, 9), (33, 33))
+    assert not nested((64, 33), (33, 33)) and not nested((97, 97), (65, 65))
+    torch.manual_seed(1)
+    x = torch.randn(2, 1, 64, 48)
+    for aware in (_pair()[0], _fno_pair()[0]):
+        with torch.no_grad():
+            on_core = resample_nodes(aware(resample_nodes(x, (33, 33))), (64, 48))
+            torch.testing.assert_close(aware(x), on_core, rtol=1e-5, atol=1e-6)
+            fine = torch.randn(1, 1, 65, 65)  # nested: not the interpolated core prediction
+            via_core = resample_nodes(aware(resample_nodes(fine, (33, 33))), (65, 65))
+            assert (aware(fine) - via_core).norm() > 1e-4 * via_core.norm()
+
+
 def test_resolution_aware_needs_a_core_grid():
     with pytest.raises(ValueError, match="resolution_aware=True needs core_grid"):
         MgNO(resolution_aware=True)

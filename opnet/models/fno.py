@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from opnet.models.layers.mlp import activation as make_activation
-from opnet.models.layers.resample import resample_nodes
+from opnet.models.layers.resample import nested, resample_nodes
 from opnet.models.layers.spectral import SpectralConv, SpectralConv2d
 
 __all__ = ["FNO", "FNO1d", "FNO2d", "FNO3d", "SpectralConv", "SpectralConv2d"]
@@ -137,6 +137,14 @@ class FNO(nn.Module):
             raise ValueError(f"{type(self).__name__}: x has shape {tuple(x.shape)}, expected "
                              f"[B, C, {', '.join('S' + str(j) for j in range(self.dim))}] "
                              f"({self.dim} spatial dims)")
+        if self.core_grid is not None and not nested(x.shape[2:], self.core_grid):
+            # no common nodes with the core grid (64² from 65²: 7.4 % error instead of 2.0 %):
+            # the whole network on the core grid (opnet.models.layers.resample.nested)
+            core = self._forward(resample_nodes(x, self.core_grid))
+            return resample_nodes(core, x.shape[2:])
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tensor:
         crop = (..., *(slice(0, n) for n in x.shape[2:]))
         if self.positional:
             x = torch.cat([x, self.grid(x)], dim=1)

@@ -27,3 +27,12 @@ def resample_nodes(x: Tensor, grid: Sequence[int]) -> Tensor:
         raise ValueError(f"resample_nodes: x {tuple(x.shape)} and grid {grid}: expected "
                          "[B, C, *grid_in] with 1-3 grid axes, as many as grid has")
     return F.interpolate(x, size=grid, mode=_MODES[len(grid)], align_corners=True)
+
+
+def nested(grid: Sequence[int], core: Sequence[int]) -> bool:
+    """Whether, per axis, every node of the node grid ``core`` is a node of ``grid`` or the
+    other way round: ``n - 1`` a multiple or a divisor of ``c - 1`` (grids that include both
+    ends, ``x_i = i/(n-1)``). A resolution-aware model runs whole on its core grid where not
+    (its grid-bound parts would mix features shifted by a fraction of a cell)."""
+    return all((n - 1) % (c - 1) == 0 or (c - 1) % (n - 1) == 0
+               for n, c in zip(grid, core, strict=True))
