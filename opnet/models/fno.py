@@ -109,6 +109,7 @@ class FNO(nn.Module):
         64, as many as the reference, within 1.4 % of 9/8 at 128)."""
         if isinstance(self.domain_padding, int):
             return self.domain_padding
+        n = int(n)  # a traced size (torch.jit.trace, ONNX export) is a tensor: the grid is fixed
         return max(_fast_size(round((n - 1) * (1 + self.domain_padding))) - n, 0)
 
     def _fourier(self, spectral: SpectralConv, u: Tensor, nodes: Sequence[int]) -> Tensor:
