@@ -47,8 +47,10 @@ def test_optimized_paths_predict_what_the_plain_path_does(tmp_path):
     np.testing.assert_allclose(op.predict(a, batch_size=2), plain, rtol=1e-5, atol=1e-7)
     op.optimize(channels_last=False, compile=True)
     np.testing.assert_allclose(op.predict(a, batch_size=5), plain, rtol=1e-5, atol=1e-7)
-    op.optimize(channels_last=False)  # back to the plain module
+    op.optimize(channels_last=False)  # back to the network as loaded: MgNO builds NHWC weights
     assert op._forward is op.operator and not op.channels_last
+    convs = [p for p in op.operator.model.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     np.testing.assert_allclose(op.predict(a, batch_size=2), plain, rtol=1e-6, atol=1e-8)
 
 

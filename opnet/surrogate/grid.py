@@ -48,19 +48,22 @@ class Surrogate(Calibrated, OperatorParts, OperatorSurrogate):
         self.operator = operator.eval()
         self._forward: torch.nn.Module = self.operator  # predict's path (see optimize)
         self.channels_last = False
+        convs = [p for p in operator.parameters() if p.dim() == 4]
+        self._native_layout = (torch.channels_last if convs and all(  # MgNO builds NHWC
+            p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+            else torch.contiguous_format)
 
     def optimize(self, channels_last: bool = True, compile: bool = False) -> Surrogate:
         """The fast inference path of :meth:`predict` (it already runs in inference mode,
         batched): ``channels_last`` stores 2-D convolution weights and inputs channels-last
-        (NHWC; oneDNN/cuDNN's preferred layout: MgNO 572,661 at 128², batch 8, one CPU
-        thread, 42 -> 35 ms per sample), ``compile`` runs the network through
-        ``torch.compile`` (a one-off compilation of tens of seconds per input shape;
-        ``benchmarks/surrogate_vs_solver.py`` measures both). ``optimize(False, False)``
-        restores the plain path. Outputs agree with the plain path to float32 rounding.
-        Returns the surrogate."""
+        (NHWC, oneDNN/cuDNN's preferred layout; MgNO builds its weights so already),
+        ``compile`` runs the network through ``torch.compile`` (a one-off compilation of
+        seconds to tens of seconds per input shape); ``benchmarks/surrogate_vs_solver.py``
+        measures both. ``optimize(False, False)`` restores the network as loaded. Outputs
+        agree with the plain path to float32 rounding. Returns the surrogate."""
         grid_2d = len(self.io["grid"]) == 2
         self.channels_last = bool(channels_last) and grid_2d
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        layout = torch.channels_last if self.channels_last else self._native_layout
         self.operator.to(memory_format=layout)
         self._forward = torch.compile(self.operator) if compile else self.operator
         return self
