@@ -219,14 +219,12 @@ def ns_rows(args, machine: dict) -> list[dict]:
 
 
 def _test_frames(op, n: int) -> np.ndarray:
-    """Frames of the checkpoint's test split (its data folder), float32 [n, 64, 64]."""
-    import h5py
+    """Frames of the checkpoint's test split (its data folder), float32 [n, H, W]."""
+    from opnet.data import h5
 
-    folder = Path(op.io["dataset"]["path"])
-    with h5py.File(folder / "test.h5", "r") as h5:
-        w = h5["outputs/w"]
-        frames = w[: -(-n // w.shape[1])].reshape(-1, *w.shape[2:])
-    return np.ascontiguousarray(frames[:n], dtype=np.float32)
+    field = op.io["dataset"]["trajectory_field"]
+    w = h5.read_fields(h5.split_path(op.io["dataset"]["path"], "test"), "outputs", [field])
+    return np.ascontiguousarray(w.reshape(-1, *w.shape[2:])[:n], dtype=np.float32)
 
 
 def emit(row: dict, out: Path | None) -> dict:

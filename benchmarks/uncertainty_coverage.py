@@ -2,9 +2,9 @@
 
 For each member of the runs given (a sweep folder, run folders or checkpoints) and for their
 ensemble: the test error (mean relative L2 over samples, all output channels), and the
-empirical coverage of ``predict(..., coverage=c)`` bands on ``--test`` after
-``calibrate(--cal)``: the fraction of test samples whose whole field lies inside the band
-(checked point by point on the returned bands). Because one split's coverage is itself
+empirical coverage of the ``predict(..., coverage=c)`` bands ``ŷ ± q·σ`` on ``--test`` after
+``calibrate(--cal)``: the fraction of test samples whose whole field lies inside (score
+<= q, :func:`opnet.surrogate.uncertainty.nonconformity`). Because one split's coverage is itself
 random (finite calibration and test sets), also the mean and spread of the coverage over
 ``--resplits`` random re-partitions of the pooled calibration + test scores into sets of
 the same sizes (what conformal papers report).
@@ -29,23 +29,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def targets_and_inputs(op, data: str, split: str) -> tuple[tuple, np.ndarray]:
-    """The ``predict`` arguments and the true outputs of ``data/<split>.h5`` as
-    :func:`opnet.surrogate.uncertainty.calibrate` reads them."""
-    from opnet.data import h5
-
-    path = h5.split_path(data, split)
-    io = op.io
-    if io.get("kind", "grid") == "grid":
-        x = h5.read_fields(path, "inputs", io["input_fields"])
-        return (x,), h5.read_fields(path, "outputs", io["output_fields"])
-    from opnet.data.point_files import read_point_split
-
-    points, geo = read_point_split(path, io["input_field"], io["output_fields"], io["branch"],
-                                   io["dataset"].get("sensor_stride", 1))
-    return (points.u.numpy(), geo["query"]), points.s.numpy()
-
-
 def rel_l2(pred: np.ndarray, y: np.ndarray) -> float:
     n = len(y)
     pred = np.asarray(pred, np.float64).reshape(n, -1)
@@ -55,30 +38,24 @@ def rel_l2(pred: np.ndarray, y: np.ndarray) -> float:
 
 def measure(op, name: str, args) -> dict:
     from opnet.surrogate import Ensemble
-    from opnet.surrogate.uncertainty import calibrate, conformal_quantile
+    from opnet.surrogate.uncertainty import calibrate, conformal_quantile, nonconformity
 
     scale = args.scale if isinstance(op, Ensemble) else None
-    inputs, y = targets_and_inputs(op, args.test, args.test_split)
-    test_scores = np.sort(calibrate(op, args.test, args.test_split, scale=scale)
-                          .calibration.scores)
     cal = calibrate(op, args.cal, args.cal_split, scale=scale).calibration
-    bands = op.predict(*inputs, coverage=args.coverage)
-    shape = (len(y), -1)
-    inside = ((bands.lower.reshape(shape) <= y.reshape(shape))
-              & (y.reshape(shape) <= bands.upper.reshape(shape))).all(axis=1)
-    pooled = np.concatenate([cal.scores, test_scores])
+    test = nonconformity(op, args.test, args.test_split, scale=scale)  # one prediction
+    q = cal.quantile(args.coverage)
+    pooled = np.concatenate([cal.scores, test.scores])
     rng, n_cal, covered = np.random.default_rng(0), len(cal.scores), []
     for _ in range(args.resplits):
         perm = rng.permutation(pooled)
-        q = conformal_quantile(perm[:n_cal], args.coverage)
-        covered.append(float(np.mean(perm[n_cal:] <= q)))
+        covered.append(float(np.mean(perm[n_cal:] <= conformal_quantile(perm[:n_cal],
+                                                                         args.coverage))))
     return {"benchmark": "uncertainty_coverage", "operator": name,
-            "test_rel_l2": rel_l2(bands.mean, y), "coverage_target": args.coverage,
-            "coverage": float(inside.mean()), "n_cal": n_cal, "n_test": len(y),
-            "cal": f"{args.cal}:{args.cal_split}", "test": f"{args.test}:{args.test_split}",
-            "quantile": cal.quantile(args.coverage), "scale": cal.scale,
-            "band_half_width_rel": float(np.mean(np.abs(bands.upper - bands.mean))
-                                         / np.mean(np.abs(y))),
+            "test_rel_l2": rel_l2(test.mean, test.y), "coverage_target": args.coverage,
+            "coverage": float(np.mean(test.scores <= q)), "n_cal": n_cal,
+            "n_test": len(test.y), "cal": f"{args.cal}:{args.cal_split}",
+            "test": f"{args.test}:{args.test_split}", "quantile": q, "scale": cal.scale,
+            "band_half_width_rel": float(np.mean(q * test.sigma) / np.mean(np.abs(test.y))),
             "resplit_coverage_mean": float(np.mean(covered)),
             "resplit_coverage_std": float(np.std(covered)), "resplits": args.resplits}
 

@@ -212,14 +212,11 @@ def read_input(cfg: Mapping[str, Any], op: Any) -> tuple[np.ndarray, Path]:
         return _real(path, name, a), path
     if kind == "points":  # a DeepONet: its input field at the file's sensors
         from opnet.data.point_files import read_point_inputs
+        from opnet.surrogate.uncertainty import check_sensors
 
         u, geo = read_point_inputs(path, field or io["input_field"], io["branch"],
                                    io["dataset"].get("sensor_stride", 1))
-        sensors = np.asarray(op.sensors)
-        if geo["sensors"].shape != sensors.shape or not np.allclose(geo["sensors"], sensors):
-            raise h5.DatasetError(f"input={path}: its sensors ({len(geo['sensors'])} points) "
-                                  f"are not the {len(sensors)} sensor locations the operator "
-                                  "was trained with")
+        check_sensors(op, geo["sensors"], f"input={path}")
         return u, path
     return h5.read_fields(path, "inputs", [field] if field else wanted), path
 

@@ -282,3 +282,26 @@ def test_a_sweep_folder_predicts_the_ensemble_mean(grid, tmp_path):
     out = run(_cfg(sweep, tmp_path / "a.npy", tmp_path / "mean.npy", channels_last=True))
     want = np.mean([load_operator(m).predict(a) for m in members], axis=0)
     np.testing.assert_allclose(np.load(out), want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_deeponet_sweep_reads_a_point_split_and_writes_its_query_points(tmp_path):
+    """A DeepONet ensemble on an opnet point split: the sensors are checked against the
+    members' and the .h5 output carries their query points (both read off one member)."""
+    from test_uncertainty import deeponet_ckpt
+
+    sweep = tmp_path / "multirun"
+    members = []
+    for i in range(2):
+        (sweep / str(i) / "checkpoints").mkdir(parents=True)
+        members.append(deeponet_ckpt(sweep / str(i) / "checkpoints" / "last.ckpt", i))
+    one = load_operator(members[0])
+    u = np.random.default_rng(4).normal(size=(N, M)).astype(np.float32)
+    write_split(tmp_path / "data" / "test.h5", {"f": u}, {"sensors": one.sensors[:, 0]})
+    out = run(_cfg(sweep, tmp_path / "data", tmp_path / "p.h5"))
+    want = np.mean([load_operator(m).predict(u) for m in members], axis=0)
+    with h5py.File(out) as f:
+        np.testing.assert_allclose(f["outputs/u"][()], want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(f["coords/query"][()], one.query)
+    write_split(tmp_path / "moved" / "test.h5", {"f": u}, {"sensors": one.sensors[:, 0] / 2})
+    with pytest.raises(h5.DatasetError, match="not the 10 sensor locations"):
+        run(_cfg(sweep, tmp_path / "moved", tmp_path / "p2.h5"))

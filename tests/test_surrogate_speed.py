@@ -102,6 +102,9 @@ def test_uncertainty_coverage_rows_of_members_and_ensemble(tmp_path):
     assert [r["operator"].split(" (")[0] for r in rows] == ["member 0", "member 1",
                                                            "ensemble of 2"]
     a, y, mean = data["test"]
+    bands = ens.calibrate(tmp_path / "data").predict(a, coverage=0.9)  # the public path
+    inside = ((bands.lower <= y) & (y <= bands.upper)).reshape(len(y), -1).all(axis=1)
+    assert rows[-1]["coverage"] == pytest.approx(inside.mean(), abs=1e-3)
     for r in rows:
         assert (r["n_cal"], r["n_test"]) == (1000, 2000)
         assert 0.88 <= r["coverage"] <= 0.92

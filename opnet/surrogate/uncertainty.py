@@ -35,8 +35,9 @@ import torch
 
 from opnet.surrogate.common import resolve_device
 
-__all__ = ["SCALES", "Bands", "Calibrated", "Calibration", "Ensemble", "band_scale", "calibrate",
-           "conformal_index", "conformal_quantile", "run_folders", "with_coverage"]
+__all__ = ["SCALES", "Bands", "Calibrated", "Calibration", "Ensemble", "Nonconformity",
+           "band_scale", "calibrate", "check_sensors", "conformal_index", "conformal_quantile",
+           "nonconformity", "read_split", "run_folders", "with_coverage"]
 
 SCALES: tuple[str, ...] = ("sample", "pointwise", "none")
 """How an ensemble's bands are scaled (:func:`band_scale`); single surrogates: "none"."""
@@ -158,58 +159,89 @@ def _kind(op: Any) -> str:
     return str(op.io.get("kind", "grid"))
 
 
-def calibrate(op: Any, data: str | os.PathLike, split: str = "val",
-              batch_size: int | None = None, scale: str | None = None) -> Any:
-    """Compute and store (``op.calibration``) the nonconformity scores of ``op`` on
-    ``data/<split>.h5``: per sample ``max over points |y - ŷ| / σ(x)`` (σ: :func:`band_scale`
-    of the ensemble's std with ``scale``, default ``"sample"``, for an :class:`Ensemble`; 1
-    for a single surrogate, which takes only ``scale="none"``), sorted. Reads the split as
-    :mod:`opnet.evaluate` does (grid fields at the file's grid; DeepONet data at the file's
-    query points, its sensors the operator's). Use data the operator was not trained on.
-    Returns ``op``."""
+def check_sensors(op: Any, sensors: np.ndarray, where: str) -> None:
+    """One ``DatasetError`` line naming ``where`` unless
+    ``sensors`` [m, d] are the sensor locations the DeepONet ``op`` (or an ensemble of them)
+    was trained with."""
     from opnet.data import h5
 
+    trained = np.asarray(op.sensors)
+    if sensors.shape != trained.shape or not np.allclose(sensors, trained):
+        raise h5.DatasetError(f"{where}: its sensors ({len(sensors)} points) are not the "
+                              f"{len(trained)} sensor locations the operator was trained with")
+
+
+def read_split(op: Any, data: str | os.PathLike, split: str) -> tuple[tuple, np.ndarray]:
+    """``data/<split>.h5`` as ``op`` reads it: the ``predict`` arguments (grid: the input
+    fields at the file's grid; DeepONet: the inputs at the operator's sensors and the file's
+    query points) and the true outputs, as :mod:`opnet.evaluate` reads them."""
+    from opnet.data import h5
+
+    kind, path, io = _kind(op), h5.split_path(data, split), op.io
+    if kind == "grid":
+        if io["dataset"].get("trajectory_field") or io.get("rollout_steps"):
+            raise ValueError("calibrate: a time-stepping operator (trained on trajectories) is "
+                             "not supported; calibrate an operator of input -> output fields")
+        x = h5.read_fields(path, "inputs", io["input_fields"])
+        return (x,), h5.read_fields(path, "outputs", io["output_fields"])
+    if kind == "points":
+        from opnet.data.point_files import read_point_split
+
+        points, geo = read_point_split(path, io["input_field"], io["output_fields"],
+                                       io["branch"], io["dataset"].get("sensor_stride", 1))
+        check_sensors(op, geo["sensors"], str(path))
+        return (points.u.numpy(), geo["query"]), points.s.numpy()
+    raise ValueError(f"calibrate: operators of data kind '{kind}' are not supported "
+                     "(grid and points are)")
+
+
+@dataclass
+class Nonconformity:
+    """:func:`nonconformity` of a split: per-sample ``scores`` [N] (in file order), the
+    prediction ``mean`` and the band scale ``sigma`` (float64, both shaped as ``y``), the true
+    outputs ``y`` and the ``scale`` used."""
+
+    scores: np.ndarray
+    mean: np.ndarray
+    sigma: np.ndarray
+    y: np.ndarray
+    scale: str
+
+
+def nonconformity(op: Any, data: str | os.PathLike, split: str = "val",
+                  batch_size: int | None = None, scale: str | None = None) -> Nonconformity:
+    """The scores ``max over points |y - ŷ| / σ(x)`` of every sample of ``data/<split>.h5``
+    (σ: :func:`band_scale` of the ensemble's std with ``scale``, default ``"sample"``, for an
+    :class:`Ensemble`; 1 for a single surrogate, which takes only ``scale="none"``)."""
     ensemble = isinstance(op, Ensemble)
     scale = scale or ("sample" if ensemble else "none")
     if scale not in SCALES or (scale != "none" and not ensemble):
         allowed = SCALES if ensemble else ("none",)
         raise ValueError(f"calibrate: scale={scale!r}, expected one of {allowed} (an ensemble's "
                          "std scales the bands; a single surrogate has none)")
-    kind, path = _kind(op), h5.split_path(data, split)
-    batch = {} if batch_size is None else {"batch_size": int(batch_size)}
-    extra = {"return_std": True} if ensemble else {}
-    if kind == "grid":
-        io = op.io
-        if io["dataset"].get("trajectory_field") or io.get("rollout_steps"):
-            raise ValueError("calibrate: a time-stepping operator (trained on trajectories) is "
-                             "not supported; calibrate an operator of input -> output fields")
-        x = h5.read_fields(path, "inputs", io["input_fields"])
-        y = h5.read_fields(path, "outputs", io["output_fields"])
-        out = op.predict(x, **batch, **extra)
-    elif kind == "points":
-        from opnet.data.point_files import read_point_split
+    args, y = read_split(op, data, split)
+    if not len(y):
+        from opnet.data import h5
 
-        io = op.io
-        points, geo = read_point_split(path, io["input_field"], io["output_fields"],
-                                       io["branch"], io["dataset"].get("sensor_stride", 1))
-        sensors = op.members[0].sensors if ensemble else op.sensors
-        if geo["sensors"].shape != sensors.shape or not np.allclose(geo["sensors"], sensors):
-            raise h5.DatasetError(f"{path}: its sensors ({len(geo['sensors'])} points) are not "
-                                  f"the {len(sensors)} sensor locations the operator was "
-                                  "trained with")
-        y = points.s.numpy()
-        out = op.predict(points.u.numpy(), geo["query"], **batch, **extra)
-    else:
-        raise ValueError(f"calibrate: operators of data kind '{kind}' are not supported "
-                         "(grid and points are)")
+        raise ValueError(f"calibrate: {h5.split_path(data, split)} holds no samples")
+    batch = {} if batch_size is None else {"batch_size": int(batch_size)}
+    out = op.predict(*args, **batch, **({"return_std": True} if ensemble else {}))
     pred, std = out if ensemble else (out, None)
-    err = np.abs(y.astype(np.float64) - np.asarray(pred, np.float64).reshape(y.shape))
-    if std is not None:
-        err = err / band_scale(np.asarray(std).reshape(y.shape), scale)
-    if not len(err):
-        raise ValueError(f"calibrate: {path} holds no samples")
-    scores = np.sort(err.reshape(len(err), -1).max(axis=1))
-    op.calibration = Calibration(scores, str(data), split, scale)
+    y = y.astype(np.float64)
+    mean = np.asarray(pred, np.float64).reshape(y.shape)
+    sigma = (band_scale(np.asarray(std).reshape(y.shape), scale) if std is not None
+             else np.ones_like(y))
+    scores = (np.abs(y - mean) / sigma).reshape(len(y), -1).max(axis=1)
+    return Nonconformity(scores, mean, sigma, y, scale)
+
+
+def calibrate(op: Any, data: str | os.PathLike, split: str = "val",
+              batch_size: int | None = None, scale: str | None = None) -> Any:
+    """Compute and store (``op.calibration``) the sorted :func:`nonconformity` scores of
+    ``op`` on ``data/<split>.h5`` (:func:`read_split`). Use data the operator was not trained
+    on. Returns ``op``."""
+    found = nonconformity(op, data, split, batch_size, scale)
+    op.calibration = Calibration(np.sort(found.scores), str(data), split, found.scale)
     return op
 
 
@@ -248,6 +280,16 @@ class Ensemble(Calibrated):
     @property
     def metadata(self) -> dict[str, Any]:
         return self.members[0].metadata
+
+    @property
+    def sensors(self) -> np.ndarray:
+        """DeepONet members: their (shared) training sensor locations [m, d]."""
+        return self.members[0].sensors
+
+    @property
+    def query(self) -> np.ndarray:
+        """DeepONet members: their (shared) training query points [Q, d]."""
+        return self.members[0].query
 
     def __len__(self) -> int:
         return len(self.members)
