@@ -85,6 +85,7 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
         self.save_hyperparameters()
         self.operator = NormalisedOperator.from_spec(model, io)
         self.physics = build_physics(physics, io)
+        self._correlation_sums: dict[str, tuple[Tensor, int]] = {}  # stage -> (sum [R], n)
         stepping = bool(io.get("rollout_steps"))
         try:
             self.rollout_training = RolloutTraining.from_options(
@@ -216,14 +217,13 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
     # -- rollout correlation: per-step sums over an epoch's batches -------------------------
     def _add_correlation(self, stage: str, corr: Tensor) -> None:
         """Add a batch's per-sample, per-step correlations ``[B, R]`` to ``stage``'s sums."""
-        sums = self.__dict__.setdefault("_correlation_sums", {})
-        total, count = sums.get(stage, (0.0, 0))
-        sums[stage] = (corr.sum(dim=0) + total, count + len(corr))
+        total, count = self._correlation_sums.get(stage, (0.0, 0))
+        self._correlation_sums[stage] = (corr.sum(dim=0) + total, count + len(corr))
 
     def _log_correlation_time(self, stage: str) -> None:
         """Log ``{stage}/correlation_time`` of the epoch's mean per-step correlation (sums
         reduced over ranks) and clear the sums."""
-        total, count = self.__dict__.get("_correlation_sums", {}).pop(stage, (None, 0))
+        total, count = self._correlation_sums.pop(stage, (None, 0))
         if total is None:
             return
         stats = torch.cat([total, total.new_tensor([count])])
@@ -232,10 +232,10 @@ class OperatorModule(OperatorParts, OperatorLightningModule):
                  on_step=False, on_epoch=True, sync_dist=True)  # the same on every rank
 
     def on_validation_epoch_start(self) -> None:
-        self.__dict__.get("_correlation_sums", {}).pop("val", None)
+        self._correlation_sums.pop("val", None)
 
     def on_test_epoch_start(self) -> None:
-        self.__dict__.get("_correlation_sums", {}).pop("test", None)
+        self._correlation_sums.pop("test", None)
 
     def on_validation_epoch_end(self) -> None:
         self._log_correlation_time("val")
