@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from opnet.models.layers.resample import resample_nodes
+from opnet.models.layers.resample import on_grid
 from opnet.models.operator import NormalisedOperator, OperatorParts
 from opnet.surrogate.common import (
     NonFinite,
@@ -145,8 +145,7 @@ class Surrogate(Calibrated, OperatorParts, OperatorSurrogate):
                 if self.channels_last:
                     chunk = chunk.contiguous(memory_format=torch.channels_last)
                 if resample:  # to the training grid and back
-                    out = self._forward(resample_nodes(chunk, trained)).float()
-                    outs.append(resample_nodes(out, grid).cpu())
+                    outs.append(on_grid(self._forward, chunk, trained).float().cpu())
                 else:
                     outs.append(self._forward(chunk).float().cpu().contiguous())
         y = torch.cat(outs).numpy()

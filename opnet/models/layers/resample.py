@@ -7,7 +7,7 @@ the shared nodes. Used by ``Surrogate.predict(resample=True)`` and the resolutio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -36,3 +36,9 @@ def nested(grid: Sequence[int], core: Sequence[int]) -> bool:
     (its grid-bound parts would mix features shifted by a fraction of a cell)."""
     return all((n - 1) % (c - 1) == 0 or (c - 1) % (n - 1) == 0
                for n, c in zip(grid, core, strict=True))
+
+
+def on_grid(fn: Callable[[Tensor], Tensor], x: Tensor, grid: Sequence[int]) -> Tensor:
+    """``fn`` applied on the node grid ``grid``: ``x [B, C, *S]`` interpolated there, the
+    result interpolated back to ``S`` (no-ops where the grids agree)."""
+    return resample_nodes(fn(resample_nodes(x, grid)), x.shape[2:])
