@@ -386,13 +386,14 @@ def run(cfg: Mapping[str, Any]) -> Path:
     if cfg.get("device", "cpu") != "cpu":
         op.to(cfg["device"])
     if cfg.get("compile") or cfg.get("channels_last"):
-        members = getattr(op, "members", [op])
-        if not all(callable(getattr(m, "optimize", None)) for m in members):
+        if not callable(getattr(op, "optimize", None)):
             raise ValueError(f"compile/channels_last: only grid operators have the optimised "
-                             f"path (op.optimize); this is a {type(members[0]).__name__}")
-        for m in members:
-            m.optimize(channels_last=bool(cfg.get("channels_last")),
-                       compile=bool(cfg.get("compile")))
+                             f"path (op.optimize); this is a {type(op).__name__}")
+        try:
+            op.optimize(channels_last=bool(cfg.get("channels_last")),
+                        compile=bool(cfg.get("compile")))
+        except ValueError as err:
+            raise ValueError(f"compile/channels_last: {err}") from None
     query = _query(cfg, op)
     a, source = read_input(cfg, op)
     coverage = cfg.get("coverage")

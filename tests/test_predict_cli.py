@@ -305,3 +305,7 @@ def test_a_deeponet_sweep_reads_a_point_split_and_writes_its_query_points(tmp_pa
     write_split(tmp_path / "moved" / "test.h5", {"f": u}, {"sensors": one.sensors[:, 0] / 2})
     with pytest.raises(h5.DatasetError, match="not the 10 sensor locations"):
         run(_cfg(sweep, tmp_path / "moved", tmp_path / "p2.h5"))
+    # the optimised path is the grid operators': refused in one line, one model or several
+    for ckpt in (members[0], sweep):
+        with pytest.raises(ValueError, match=r"^compile/channels_last: .*only grid operators"):
+            run(_cfg(ckpt, tmp_path / "data", tmp_path / "p3.h5", channels_last=True))

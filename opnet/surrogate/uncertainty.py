@@ -301,6 +301,16 @@ class Ensemble(Calibrated):
             m.to(self.device)
         return self
 
+    def optimize(self, channels_last: bool = True, compile: bool = False) -> Ensemble:
+        """Every member's fast inference path (grid members: their ``optimize``); returns
+        the ensemble."""
+        if not all(callable(getattr(m, "optimize", None)) for m in self.members):
+            raise ValueError(f"optimize: only grid operators have the optimised path; these "
+                             f"members are {type(self.members[0]).__name__}s")
+        for m in self.members:
+            m.optimize(channels_last=channels_last, compile=compile)
+        return self
+
     def predict(self, *args: Any, return_std: bool = False, coverage: float | None = None,
                 **kwargs: Any) -> Any:
         """The members' mean prediction, shaped as a member's ``predict(*args, **kwargs)``
